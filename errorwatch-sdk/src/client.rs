@@ -1,0 +1,403 @@
+//! The client: takes captures on the caller's thread and hands them to the transport.
+//!
+//! Everything here runs on the caller's thread, so it does as little as it can: build the
+//! event skeleton, snapshot the scope (one reference count), walk the stack without resolving
+//! it, and `try_send`. Nothing waits on the network or on a lock held across I/O.
+
+use std::error::Error;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::event::{Event, EventId, Exception, Level, Value};
+use crate::options::{Options, OptionsError};
+use crate::pipeline::{Job, Pipeline};
+use crate::scope::Scope;
+use crate::stacktrace::RawStack;
+use crate::stats::{Counters, Outcome, Stats};
+use crate::transport::{PushError, Queue};
+
+/// How many `source()` levels of an error are kept.
+const MAX_ERROR_SOURCES: usize = 16;
+
+/// A handle to an ErrorWatch client. Cheap to clone; all clones share one transport.
+///
+/// Most code uses the free functions ([`capture_error`](crate::capture_error), ...), which go
+/// to the client [`init`](crate::init) installed. A `Client` can also be used on its own.
+///
+/// ```
+/// use errorwatch_sdk::{Client, Options};
+///
+/// // Unconfigured options give a client that reports nothing, silently.
+/// let client = Client::new(Options::default()).expect("valid options");
+/// assert!(!client.is_enabled());
+/// assert!(client.capture_message("ignored", errorwatch_sdk::Level::Info).is_none());
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    sink: Sink,
+    pipeline: Arc<Pipeline>,
+    counters: Arc<Counters>,
+    sample_rate: f64,
+    attach_stacktrace: bool,
+    pub(crate) panic_flush_timeout: Duration,
+    shutdown_timeout: Duration,
+    closed: AtomicBool,
+}
+
+enum Sink {
+    /// Unconfigured or switched off: every capture is a no-op.
+    Disabled,
+    /// The real transport.
+    Queue(Queue),
+    /// The test helpers: events are prepared inline and kept in memory.
+    Memory(Arc<Mutex<Vec<Event>>>),
+}
+
+impl Client {
+    /// A client for `options`: it starts the transport thread when the options name a server
+    /// and a key, and is a silent no-op otherwise.
+    pub fn new(options: Options) -> Result<Client, OptionsError> {
+        options.validate()?;
+        let counters = Arc::new(Counters::default());
+        let pipeline = Arc::new(Pipeline::new(&options));
+        let sink = if options.is_configured() {
+            match Queue::start(&options, pipeline.clone(), counters.clone()) {
+                Ok(queue) => Sink::Queue(queue),
+                Err(error) => {
+                    pipeline
+                        .diagnostics
+                        .log(format_args!("the transport thread could not start: {error}"));
+                    Sink::Disabled
+                }
+            }
+        } else {
+            Sink::Disabled
+        };
+        Ok(Client::build(options, sink, pipeline, counters))
+    }
+
+    /// A client that keeps its events in memory, for the [`testing`](crate::testing) helpers.
+    pub(crate) fn in_memory(options: Options) -> (Client, Arc<Mutex<Vec<Event>>>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let counters = Arc::new(Counters::default());
+        let pipeline = Arc::new(Pipeline::new(&options));
+        let client = Client::build(options, Sink::Memory(events.clone()), pipeline, counters);
+        (client, events)
+    }
+
+    fn build(options: Options, sink: Sink, pipeline: Arc<Pipeline>, counters: Arc<Counters>) -> Client {
+        Client {
+            inner: Arc::new(ClientInner {
+                sink,
+                pipeline,
+                counters,
+                sample_rate: options.sample_rate,
+                attach_stacktrace: options.attach_stacktrace,
+                panic_flush_timeout: options.panic_flush_timeout,
+                shutdown_timeout: options.shutdown_timeout,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn inner_arc(&self) -> Arc<ClientInner> {
+        self.inner.clone()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<ClientInner>) -> Client {
+        Client { inner }
+    }
+
+    pub(crate) fn inner_ptr(&self) -> *const ClientInner {
+        Arc::as_ptr(&self.inner)
+    }
+
+    /// The client that captures go to on this thread or task, if any.
+    pub fn current() -> Option<Client> {
+        crate::hub::current_client()
+    }
+
+    /// Whether captures do anything.
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.inner.sink, Sink::Disabled) && !self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// The counters: what was captured, sent, dropped (and why), failed or lost.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Captures `event` with `scope`. Returns its id if it was queued.
+    pub fn capture_event(&self, event: Event, scope: &Scope) -> Option<EventId> {
+        self.capture(Job {
+            event,
+            scope: scope.clone(),
+            stack: None,
+        })
+    }
+
+    /// Captures a message at `level`, with the current scope.
+    pub fn capture_message(&self, message: &str, level: Level) -> Option<EventId> {
+        if !self.is_enabled() {
+            return None;
+        }
+        self.capture(Job {
+            event: Event::message(message, level),
+            scope: crate::hub::current_scope(),
+            stack: None,
+        })
+    }
+
+    /// Captures an error and its `source()` chain, with the current scope.
+    pub fn capture_error<E: Error + ?Sized>(&self, error: &E) -> Option<EventId> {
+        if !self.is_enabled() {
+            return None;
+        }
+        let stack = self.inner.attach_stacktrace.then(RawStack::capture);
+        self.capture(Job {
+            event: event_from_error(error),
+            scope: crate::hub::current_scope(),
+            stack,
+        })
+    }
+
+    pub(crate) fn capture(&self, job: Job) -> Option<EventId> {
+        let inner = &*self.inner;
+        if !self.is_enabled() || crate::hub::is_suppressed() {
+            return None;
+        }
+        inner.counters.captured();
+        if inner.sample_rate < 1.0 && fastrand::f64() >= inner.sample_rate {
+            inner.counters.record(Outcome::Sampled);
+            return None;
+        }
+        let id = job.event.event_id;
+        match &inner.sink {
+            Sink::Disabled => return None,
+            Sink::Queue(queue) => match queue.push(job) {
+                Ok(()) => {}
+                Err(PushError::Full) => {
+                    inner.counters.record(Outcome::QueueFull);
+                    return None;
+                }
+                Err(PushError::Closed) => {
+                    inner.counters.lost(1);
+                    return None;
+                }
+            },
+            Sink::Memory(events) => match inner.pipeline.process(job) {
+                Ok(event) => {
+                    events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+                    inner.counters.record(Outcome::Sent);
+                }
+                Err(_) => {
+                    inner.counters.record(Outcome::BeforeSend);
+                    return None;
+                }
+            },
+        }
+        Some(id)
+    }
+
+    /// Waits until every event captured before the call is delivered or given up on, for at
+    /// most `timeout`. Returns whether everything was handled in time. Never waits longer.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        match &self.inner.sink {
+            Sink::Queue(queue) => queue.flush(timeout),
+            Sink::Disabled | Sink::Memory(_) => true,
+        }
+    }
+
+    /// Stops the client: later captures are ignored, queued events get until `timeout` to be
+    /// delivered, and whatever is left then is counted as lost. Returns whether everything was
+    /// delivered in time.
+    pub fn close(&self, timeout: Duration) -> bool {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        match &self.inner.sink {
+            Sink::Queue(queue) => queue.close(timeout),
+            Sink::Disabled | Sink::Memory(_) => true,
+        }
+    }
+}
+
+/// Keeps the client [`init`](crate::init) installed; dropping it flushes (for at most the
+/// shutdown timeout) and uninstalls the client.
+///
+/// Keep it alive for the whole of `main`:
+///
+/// ```
+/// let _guard = errorwatch_sdk::init(errorwatch_sdk::Options::default());
+/// // ... the service runs ...
+/// // dropped at the end of main: waits at most `shutdown_timeout` (2 s by default)
+/// ```
+#[must_use = "the client stops when the guard is dropped: bind it with `let _guard = ...`"]
+pub struct ClientGuard {
+    client: Client,
+}
+
+impl Deref for ClientGuard {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.client.close(self.client.inner.shutdown_timeout);
+        crate::hub::unbind_global_client(&self.client);
+    }
+}
+
+/// Starts the global client; every capture function reports through it.
+///
+/// With unconfigured options (no URL or key, or `enabled(false)`) this gives a guard whose
+/// client reports nothing. With invalid options it writes one line naming the problem to
+/// stderr (never the key) and does the same; use [`try_init`] to handle the error yourself.
+///
+/// ```no_run
+/// fn main() {
+///     let _guard = errorwatch_sdk::init(
+///         errorwatch_sdk::Options::from_env().unwrap_or_default(),
+///     );
+///     // ...
+/// }
+/// ```
+pub fn init(options: Options) -> ClientGuard {
+    match try_init(options) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("[errorwatch] {error}; error reporting is disabled");
+            let options = Options::default().enabled(false);
+            let pipeline = Arc::new(Pipeline::new(&options));
+            ClientGuard {
+                client: Client::build(options, Sink::Disabled, pipeline, Arc::default()),
+            }
+        }
+    }
+}
+
+/// Like [`init`], but returns invalid options as an error.
+///
+/// ```
+/// let result = errorwatch_sdk::try_init(errorwatch_sdk::Options::new("not a url", "ew_live_x"));
+/// assert!(result.is_err());
+/// ```
+pub fn try_init(options: Options) -> Result<ClientGuard, OptionsError> {
+    let capture_panics = options.capture_panics;
+    let client = Client::new(options)?;
+    if client.is_enabled() && capture_panics {
+        crate::panic::install_hook();
+    }
+    crate::hub::bind_global_client(Some(&client));
+    Ok(ClientGuard { client })
+}
+
+/// Builds the event for an error: its type, its message and its source chain.
+pub(crate) fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
+    let ty = type_name_of::<E>().unwrap_or_else(|| type_name_from_debug(&error));
+    let mut event = Event {
+        exception: Some(Exception::new(ty, error.to_string())),
+        ..Event::default()
+    };
+    let mut sources = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if sources.len() == MAX_ERROR_SOURCES {
+            break;
+        }
+        let mut entry = serde_json::Map::new();
+        entry.insert("type".into(), Value::from(type_name_from_debug(&cause)));
+        entry.insert("value".into(), Value::from(cause.to_string()));
+        sources.push(Value::Object(entry));
+        source = cause.source();
+    }
+    if !sources.is_empty() {
+        event.extra.insert("error.sources".into(), Value::Array(sources));
+    }
+    event
+}
+
+/// A short name for `E`: `ParseIntError`, `serde_json::Error`, `io::Error`. `None` for trait
+/// objects, whose static type says nothing.
+fn type_name_of<E: ?Sized>() -> Option<String> {
+    let full = std::any::type_name::<E>();
+    if full.starts_with("dyn ") || full.starts_with('&') {
+        return None;
+    }
+    let path = full.split('<').next().unwrap_or(full);
+    let segments: Vec<&str> = path.split("::").collect();
+    let last = segments.last().copied().unwrap_or(path);
+    if last == "Error" && segments.len() > 1 {
+        // `Error` alone says nothing: name the crate (or the std module) it comes from.
+        let owner = match segments[0] {
+            "std" | "core" | "alloc" if segments.len() > 2 => segments[1],
+            first => first,
+        };
+        return Some(format!("{owner}::Error"));
+    }
+    Some(last.to_owned())
+}
+
+/// The leading identifier of an error's `Debug` output, for errors only seen as `dyn Error`.
+fn type_name_from_debug<E: std::fmt::Debug + ?Sized>(error: &E) -> String {
+    let debug = format!("{error:?}");
+    let name: String = debug
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    match name.as_str() {
+        // The variants `std::io::Error` prints.
+        "Os" | "Custom" | "Kind" | "SimpleMessage" => "io::Error".to_owned(),
+        "" => "Error".to_owned(),
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_get_short_useful_names() {
+        assert_eq!(type_name_of::<std::num::ParseIntError>().as_deref(), Some("ParseIntError"));
+        assert_eq!(type_name_of::<std::io::Error>().as_deref(), Some("io::Error"));
+        assert_eq!(type_name_of::<serde_json::Error>().as_deref(), Some("serde_json::Error"));
+        assert_eq!(type_name_of::<dyn Error>(), None);
+        let io = std::io::Error::other("disk on fire");
+        assert_eq!(type_name_from_debug(&io), "io::Error");
+    }
+
+    #[test]
+    fn the_source_chain_is_kept() {
+        #[derive(Debug)]
+        struct Outer(std::num::ParseIntError);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("could not read the port")
+            }
+        }
+        impl Error for Outer {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = "x".parse::<u16>().unwrap_err();
+        let event = event_from_error(&Outer(inner));
+        let exception = event.exception.expect("exception");
+        assert_eq!(exception.ty, "Outer");
+        assert_eq!(exception.value, "could not read the port");
+        let sources = event.extra["error.sources"].as_array().expect("sources");
+        assert_eq!(sources[0]["type"], "ParseIntError");
+        assert_eq!(sources[0]["value"], "invalid digit found in string");
+    }
+}

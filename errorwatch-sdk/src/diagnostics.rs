@@ -1,0 +1,34 @@
+//! The SDK's own problems, reported to stderr or a hook when debug is on.
+//!
+//! Never through `tracing` or `log`: the tracing layer would turn them into events, which
+//! could fail to send, which would be logged, and so on.
+
+use std::fmt;
+
+use crate::options::{DiagnosticsHook, Options};
+
+#[derive(Clone)]
+pub(crate) struct Diagnostics {
+    enabled: bool,
+    hook: Option<DiagnosticsHook>,
+}
+
+impl Diagnostics {
+    pub(crate) fn new(options: &Options) -> Diagnostics {
+        Diagnostics {
+            enabled: options.debug,
+            hook: options.diagnostics_hook.clone(),
+        }
+    }
+
+    /// Reports one line. The messages are the SDK's own and never include the API key.
+    pub(crate) fn log(&self, message: fmt::Arguments<'_>) {
+        if !self.enabled {
+            return;
+        }
+        match &self.hook {
+            Some(hook) => hook(&message.to_string()),
+            None => eprintln!("[errorwatch] {message}"),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Where the current client and scope come from.
+//!
+//! Context is per task, not per thread. There is one process-wide root scope; a request, a
+//! task or a closure gets a scope of its own with [`with_scope`] or [`ScopeFutureExt`], and
+//! that scope is installed on the thread only while the closure runs or the future is being
+//! polled. Thousands of futures interleaved on the same threads each see only their own scope.
+//! Outside any such scope, [`configure_scope`] changes the root scope, which every event sees.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{LazyLock, Mutex};
+use std::task::{Context, Poll};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::client::{Client, ClientInner};
+use crate::scope::{Scope, ScopeData};
+
+static CLIENT: ArcSwapOption<ClientInner> = ArcSwapOption::const_empty();
+static ROOT_SCOPE: LazyLock<ArcSwap<ScopeData>> = LazyLock::new(ArcSwap::default);
+/// Serialises writers of the root scope; readers never take it.
+static ROOT_WRITE: Mutex<()> = Mutex::new(());
+
+/// A scope bound to a closure or future, with an optional client that overrides the global
+/// one (the [`testing`](crate::testing) helpers bind their in-memory client this way).
+#[derive(Clone)]
+pub(crate) struct Binding {
+    pub(crate) scope: Scope,
+    pub(crate) client: Option<Client>,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Option<Binding>> = const { RefCell::new(None) };
+    static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs `client` as the global client, returning the previous one.
+pub(crate) fn bind_global_client(client: Option<&Client>) -> Option<Client> {
+    CLIENT
+        .swap(client.map(Client::inner_arc))
+        .map(Client::from_inner)
+}
+
+/// Removes `client` from the global slot if it is still the one there.
+pub(crate) fn unbind_global_client(client: &Client) {
+    let current = CLIENT.load();
+    if let Some(current) = current.as_ref() {
+        if std::ptr::eq(&**current, client.inner_ptr()) {
+            CLIENT.compare_and_swap(&*current, None);
+        }
+    }
+}
+
+/// The client events go to here: the bound one, else the global one.
+pub(crate) fn current_client() -> Option<Client> {
+    let bound = ACTIVE
+        .try_with(|active| {
+            active
+                .try_borrow()
+                .ok()
+                .and_then(|active| active.as_ref().and_then(|b| b.client.clone()))
+        })
+        .ok()
+        .flatten();
+    bound.or_else(|| CLIENT.load_full().map(Client::from_inner))
+}
+
+/// A snapshot of the current scope: the bound one, else the root.
+pub(crate) fn current_scope() -> Scope {
+    let bound = ACTIVE
+        .try_with(|active| {
+            active
+                .try_borrow()
+                .ok()
+                .and_then(|active| active.as_ref().map(|b| b.scope.clone()))
+        })
+        .ok()
+        .flatten();
+    bound.unwrap_or_else(|| Scope::from_arc(ROOT_SCOPE.load_full()))
+}
+
+fn current_binding() -> Binding {
+    let bound = ACTIVE
+        .try_with(|active| active.try_borrow().ok().and_then(|active| active.clone()))
+        .ok()
+        .flatten();
+    bound.unwrap_or_else(|| Binding {
+        scope: Scope::from_arc(ROOT_SCOPE.load_full()),
+        client: None,
+    })
+}
+
+/// Changes the current scope: the request's or task's own scope inside [`with_scope`] or a
+/// [`ScopeFutureExt`] future, else the process-wide root scope.
+///
+/// ```
+/// errorwatch_sdk::configure_scope(|scope| {
+///     scope.set_tag("service", "billing");
+/// });
+/// ```
+pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
+    // Take the bound scope out while `f` runs, so `f` may capture or nest scopes freely and
+    // the scope is changed in place rather than copied.
+    let taken = ACTIVE
+        .try_with(|active| {
+            active.try_borrow_mut().ok().and_then(|mut active| {
+                active
+                    .as_mut()
+                    .map(|binding| std::mem::replace(&mut binding.scope, Scope::empty()))
+            })
+        })
+        .ok()
+        .flatten();
+    match taken {
+        Some(mut scope) => {
+            let result = f(&mut scope);
+            let _ = ACTIVE.try_with(|active| {
+                if let Ok(mut active) = active.try_borrow_mut() {
+                    if let Some(binding) = active.as_mut() {
+                        binding.scope = scope;
+                    }
+                }
+            });
+            result
+        }
+        None => {
+            let _writer = ROOT_WRITE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut scope = Scope::from_arc(ROOT_SCOPE.load_full());
+            let result = f(&mut scope);
+            ROOT_SCOPE.store(scope.into_arc());
+            result
+        }
+    }
+}
+
+/// Runs `f` in a scope of its own, forked from the current one: what `f` adds to the scope
+/// is seen by the events `f` captures and by nothing else.
+///
+/// ```
+/// use errorwatch_sdk::{configure_scope, with_scope};
+///
+/// with_scope(|| {
+///     configure_scope(|scope| scope.set_tag("job", "nightly-report"));
+///     // events captured here carry job=nightly-report
+/// });
+/// // ... and events captured here do not.
+/// ```
+pub fn with_scope<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = enter(current_binding());
+    f()
+}
+
+/// Installs `binding` on this thread until the guard drops (even by unwinding).
+fn enter(binding: Binding) -> EnterGuard {
+    let previous = ACTIVE
+        .try_with(|active| {
+            active
+                .try_borrow_mut()
+                .map(|mut active| active.replace(binding))
+                .map_err(|_| ())
+        })
+        .unwrap_or(Err(()));
+    EnterGuard {
+        previous,
+        restored: false,
+    }
+}
+
+struct EnterGuard {
+    /// `Err` when installing failed; then leaving must not touch the slot either.
+    previous: Result<Option<Binding>, ()>,
+    restored: bool,
+}
+
+impl EnterGuard {
+    /// Restores the previous binding and returns the one that was installed.
+    fn leave(mut self) -> Option<Binding> {
+        self.restore()
+    }
+
+    fn restore(&mut self) -> Option<Binding> {
+        if self.restored {
+            return None;
+        }
+        self.restored = true;
+        let previous = match std::mem::replace(&mut self.previous, Ok(None)) {
+            Ok(previous) => previous,
+            Err(()) => return None,
+        };
+        ACTIVE
+            .try_with(|active| {
+                active
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut active| std::mem::replace(&mut *active, previous))
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that runs in its own scope; made by [`ScopeFutureExt`].
+    pub struct Scoped<F> {
+        #[pin]
+        inner: F,
+        binding: Option<Binding>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(binding) = this.binding.take() else {
+            // Only after the inner future panicked mid-poll; poll it bare rather than fail.
+            return this.inner.poll(cx);
+        };
+        let guard = enter(binding);
+        let result = this.inner.poll(cx);
+        *this.binding = guard.leave();
+        result
+    }
+}
+
+/// Runs futures in scopes of their own, so concurrent requests and tasks never share context.
+///
+/// ```
+/// use errorwatch_sdk::{configure_scope, ScopeFutureExt};
+///
+/// # async fn handle(id: u64) {}
+/// # async fn demo() {
+/// let request_id = 7;
+/// async move {
+///     configure_scope(|scope| scope.set_tag("request_id", request_id.to_string()));
+///     handle(request_id).await; // its events carry request_id=7, no other request's does
+/// }
+/// .with_new_scope()
+/// .await;
+///
+/// // A spawned task carries a fork of the current context along:
+/// tokio::spawn(async { /* ... */ }.with_new_scope());
+/// # }
+/// ```
+pub trait ScopeFutureExt: Future + Sized {
+    /// Runs the future in a fork of the current scope, taken now.
+    fn with_new_scope(self) -> Scoped<Self> {
+        Scoped {
+            inner: self,
+            binding: Some(current_binding()),
+        }
+    }
+
+    /// Runs the future in `scope`.
+    fn bind_scope(self, scope: Scope) -> Scoped<Self> {
+        let client = current_binding().client;
+        Scoped {
+            inner: self,
+            binding: Some(Binding { scope, client }),
+        }
+    }
+}
+
+impl<F: Future> ScopeFutureExt for F {}
+
+/// Runs `f` (and the futures it polls on this thread) with `binding` installed.
+pub(crate) fn run_bound<R>(binding: Binding, f: impl FnOnce() -> R) -> R {
+    let _guard = enter(binding);
+    f()
+}
+
+/// A future bound to `binding`.
+pub(crate) fn bind_future<F: Future>(future: F, binding: Binding) -> Scoped<F> {
+    Scoped {
+        inner: future,
+        binding: Some(binding),
+    }
+}
+
+/// Whether the SDK ignores captures on this thread: it does on its own transport threads, so
+/// that nothing the transport (or the HTTP stack under it) reports can come back as an event.
+///
+/// Integrations such as the tracing layer check it to skip work early.
+///
+/// ```
+/// assert!(!errorwatch_sdk::is_suppressed());
+/// ```
+pub fn is_suppressed() -> bool {
+    SUPPRESSED.try_with(Cell::get).unwrap_or(true)
+}
+
+/// Marks the calling thread as one of the SDK's own.
+pub(crate) fn suppress_current_thread() {
+    let _ = SUPPRESSED.try_with(|flag| flag.set(true));
+}

@@ -1,0 +1,133 @@
+//! Report panics, errors and messages from Rust services to an
+//! [ErrorWatch](https://example.invalid/errorwatch) server, without ever blocking them.
+//!
+//! ```no_run
+//! use errorwatch_sdk::{capture_error, capture_message, configure_scope, Level, Options};
+//!
+//! fn main() {
+//!     // ERRORWATCH_API_URL, ERRORWATCH_API_KEY, ERRORWATCH_ENV, ERRORWATCH_RELEASE...
+//!     let _guard = errorwatch_sdk::init(Options::from_env().expect("valid ERRORWATCH_* variables"));
+//!
+//!     configure_scope(|scope| scope.set_tag("service", "billing"));
+//!     capture_message("billing started", Level::Info);
+//!     if let Err(error) = "x".parse::<u32>() {
+//!         capture_error(&error);
+//!     }
+//!     // Panics are reported too. Dropping the guard flushes, for at most 2 s.
+//! }
+//! ```
+//!
+//! # What it promises
+//! - **Never blocks the caller.** Captures go to a bounded queue with a non-blocking send;
+//!   when it is full the event is dropped and counted. Stack traces are walked on the caller
+//!   but symbolised on the SDK's own worker thread, together with scrubbing and serialising.
+//! - **Bounded everything.** Connect 2 s and request 5 s timeouts; at most 2 retries with
+//!   jittered backoff; `429` honoured; a circuit breaker after repeated failures;
+//!   [`flush`] and the guard's drop return by their deadline, whatever the server does.
+//! - **Counts everything**: see [`Client::stats`].
+//! - **Scrubs secrets** (passwords, tokens, keys, cards, private keys...) before anything
+//!   leaves the process: see [`ScrubOptions`].
+//! - **Context per request, not per thread**: see [`with_scope`] and [`ScopeFutureExt`].
+//! - **Fits the server's limits**, so a real ErrorWatch server never answers 400.
+//! - **Testable**: [`testing`] captures events in memory.
+
+#![warn(missing_docs)]
+
+mod client;
+mod diagnostics;
+mod event;
+mod hub;
+pub mod limits;
+mod options;
+pub mod panic;
+mod pipeline;
+mod scope;
+mod scrub;
+mod stacktrace;
+mod stats;
+pub mod testing;
+mod transport;
+
+use std::error::Error;
+use std::time::Duration;
+
+pub use client::{init, try_init, Client, ClientGuard};
+pub use event::{
+    Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User, Value,
+};
+pub use hub::{configure_scope, is_suppressed, with_scope, ScopeFutureExt, Scoped};
+pub use options::{env, is_valid_api_key, BeforeSend, DiagnosticsHook, Options, OptionsError};
+pub use scope::Scope;
+pub use scrub::{ScrubOptions, DEFAULT_KEYS as DEFAULT_SCRUB_KEYS, FILTERED};
+pub use stats::Stats;
+
+/// Re-exported so [`ScrubOptions::pattern`] can be called without naming the crate.
+pub use regex::Regex;
+
+/// The name this SDK reports in `sdk.name`.
+pub const SDK_NAME: &str = "errorwatch.rust";
+/// The version this SDK reports in `sdk.version`.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const USER_AGENT: &str = concat!("errorwatch-rust/", env!("CARGO_PKG_VERSION"));
+
+/// Captures an error, its `source()` chain and (by default) a stack trace, with the current
+/// scope. Returns the event's id if it was queued.
+///
+/// ```
+/// let events = errorwatch_sdk::testing::capture_events(|| {
+///     let error = "12a".parse::<u32>().unwrap_err();
+///     errorwatch_sdk::capture_error(&error);
+/// });
+/// let exception = events[0].exception.as_ref().unwrap();
+/// assert_eq!(exception.ty, "ParseIntError");
+/// ```
+pub fn capture_error<E: Error + ?Sized>(error: &E) -> Option<EventId> {
+    Client::current()?.capture_error(error)
+}
+
+/// Captures a message at `level`, with the current scope.
+///
+/// ```
+/// use errorwatch_sdk::{capture_message, Level};
+/// capture_message("disk 91% full", Level::Warning); // a no-op until `init`
+/// ```
+pub fn capture_message(message: &str, level: Level) -> Option<EventId> {
+    Client::current()?.capture_message(message, level)
+}
+
+/// Captures a ready-made event, with the current scope.
+///
+/// ```
+/// use errorwatch_sdk::{capture_event, Event, Level};
+/// let mut event = Event::message("quota almost reached", Level::Warning);
+/// event.tags.insert("tenant".into(), "acme".into());
+/// capture_event(event);
+/// ```
+pub fn capture_event(event: Event) -> Option<EventId> {
+    let client = Client::current()?;
+    client.capture_event(event, &hub::current_scope())
+}
+
+/// Adds a breadcrumb to the current scope; the next events carry the newest 100.
+///
+/// ```
+/// use errorwatch_sdk::{add_breadcrumb, Breadcrumb};
+/// add_breadcrumb(Breadcrumb::new("db", "connection pool exhausted"));
+/// ```
+pub fn add_breadcrumb(breadcrumb: Breadcrumb) {
+    if hub::is_suppressed() {
+        return;
+    }
+    configure_scope(|scope| scope.add_breadcrumb(breadcrumb));
+}
+
+/// Waits until the current client has delivered (or given up on) every event captured before
+/// the call, for at most `timeout`. Returns whether it finished in time; `true` with no client.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(errorwatch_sdk::flush(Duration::from_millis(100)));
+/// ```
+pub fn flush(timeout: Duration) -> bool {
+    Client::current().is_none_or(|client| client.flush(timeout))
+}

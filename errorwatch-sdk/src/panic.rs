@@ -1,0 +1,110 @@
+//! The panic hook: every panic becomes a `fatal` event, sent before the thread goes on dying.
+
+use std::cell::Cell;
+use std::panic::{self, PanicHookInfo};
+use std::sync::Once;
+
+use crate::event::{Event, EventId, Exception, Level};
+use crate::pipeline::Job;
+use crate::stacktrace::RawStack;
+
+static INSTALL: Once = Once::new();
+
+thread_local! {
+    /// Set while an integration runs code whose panics it catches and reports itself.
+    static CAUGHT_BY_CALLER: Cell<bool> = const { Cell::new(false) };
+    /// The event the hook made for the latest panic on this thread.
+    static LAST_PANIC: Cell<Option<EventId>> = const { Cell::new(None) };
+    /// Guards against a panic inside the hook's own reporting.
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs the panic hook (once per process; [`init`](crate::init) does it for you). The
+/// previous hook still runs after ours, so the usual message still reaches stderr.
+///
+/// The hook reports to the client current on the panicking thread, then waits up to the
+/// client's `panic_flush_timeout` for delivery, because the process may be about to end.
+/// It does not wait when the panic happens inside [`catching_panics`], whose caller goes on.
+pub fn install_hook() {
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            report(info);
+            previous(info);
+        }));
+    });
+}
+
+fn report(info: &PanicHookInfo<'_>) {
+    if crate::hub::is_suppressed() || IN_HOOK.try_with(Cell::get).unwrap_or(true) {
+        return;
+    }
+    let _ = IN_HOOK.try_with(|flag| flag.set(true));
+    let reported = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+        let client = crate::hub::current_client()?;
+        let message = payload_text(info.payload());
+        let mut event = Event {
+            level: Level::Fatal,
+            exception: Some(Exception::new("panic", message)),
+            ..Event::default()
+        };
+        if let Some(location) = info.location() {
+            event.file = Some(location.file().to_owned());
+            event.line = Some(location.line());
+        }
+        event.tags.insert("mechanism".into(), "panic".into());
+        if let Some(name) = std::thread::current().name() {
+            event.extra.insert("thread".into(), name.into());
+        }
+        let id = client.capture(Job {
+            event,
+            scope: crate::hub::current_scope(),
+            stack: Some(RawStack::capture()),
+        })?;
+        if !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false) {
+            client.flush(client.inner_arc().panic_flush_timeout);
+        }
+        Some(id)
+    }));
+    let _ = LAST_PANIC.try_with(|last| last.set(reported.ok().flatten()));
+    let _ = IN_HOOK.try_with(|flag| flag.set(false));
+}
+
+/// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
+pub fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Runs `f`, whose panics the caller catches with `catch_unwind` and answers itself (as the
+/// web integrations do): the hook still reports them, with the current scope, but does not
+/// wait for delivery, since the process goes on.
+///
+/// ```
+/// let caught = errorwatch_sdk::panic::catching_panics(|| {
+///     std::panic::catch_unwind(|| 2 + 2)
+/// });
+/// assert_eq!(caught.ok(), Some(4));
+/// ```
+pub fn catching_panics<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = CAUGHT_BY_CALLER.try_with(|flag| flag.set(self.0));
+        }
+    }
+    let previous = CAUGHT_BY_CALLER.try_with(|flag| flag.replace(true)).unwrap_or(false);
+    let _reset = Reset(previous);
+    f()
+}
+
+/// Takes the id of the event the hook made for this thread's latest panic, so an integration
+/// that caught the panic knows it was reported already.
+pub fn take_last_panic_event() -> Option<EventId> {
+    LAST_PANIC.try_with(Cell::take).ok().flatten()
+}

@@ -1,0 +1,141 @@
+//! The work done off the caller's thread: from a captured job to the event that is sent.
+//!
+//! Order matters: symbolise, apply the scope, fill defaults, let `before_send` edit, then
+//! scrub (so whatever `before_send` adds is scrubbed too), then fit the server's limits.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::diagnostics::Diagnostics;
+use crate::event::{Event, Map, Value};
+use crate::options::{BeforeSend, Options};
+use crate::scope::Scope;
+use crate::scrub::Scrubber;
+use crate::stacktrace::{InAppRules, RawStack};
+use crate::limits;
+
+/// What the caller hands over: the event as captured, a snapshot of its scope, and maybe an
+/// unresolved stack.
+pub(crate) struct Job {
+    pub(crate) event: Event,
+    pub(crate) scope: Scope,
+    pub(crate) stack: Option<RawStack>,
+}
+
+/// Why the pipeline produced no event.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Discarded {
+    BeforeSend,
+}
+
+pub(crate) struct Pipeline {
+    environment: Option<String>,
+    release: Option<String>,
+    server_name: Option<String>,
+    contexts: Map,
+    in_app: InAppRules,
+    scrubber: Option<Scrubber>,
+    before_send: Option<BeforeSend>,
+    max_breadcrumbs: usize,
+    pub(crate) diagnostics: Diagnostics,
+}
+
+impl Pipeline {
+    pub(crate) fn new(options: &Options) -> Pipeline {
+        Pipeline {
+            environment: options.environment.clone(),
+            release: options.release.clone(),
+            server_name: options.server_name.clone().or_else(host_name),
+            contexts: default_contexts(),
+            in_app: InAppRules {
+                include: options.in_app_include.clone(),
+                exclude: options.in_app_exclude.clone(),
+            },
+            scrubber: Scrubber::new(&options.scrub, options.api_key.as_deref()),
+            before_send: options.before_send.clone(),
+            max_breadcrumbs: options.max_breadcrumbs,
+            diagnostics: Diagnostics::new(options),
+        }
+    }
+
+    /// Builds the final event. Never panics: a panic in `before_send` (or in symbolisation)
+    /// drops the event, not the worker.
+    pub(crate) fn process(&self, job: Job) -> Result<Event, Discarded> {
+        let Job {
+            mut event,
+            scope,
+            stack,
+        } = job;
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(stack) = stack {
+                stack.resolve_into(&mut event, &self.in_app);
+            }
+            scope.apply_to(&mut event, self.max_breadcrumbs);
+            self.fill_defaults(&mut event);
+            event
+        }));
+        let mut event = match prepared {
+            Ok(event) => event,
+            Err(_) => {
+                self.diagnostics.log(format_args!("an event could not be prepared; dropped"));
+                return Err(Discarded::BeforeSend);
+            }
+        };
+        if let Some(before_send) = &self.before_send {
+            match catch_unwind(AssertUnwindSafe(|| before_send(event))) {
+                Ok(Some(kept)) => event = kept,
+                Ok(None) => return Err(Discarded::BeforeSend),
+                Err(_) => {
+                    self.diagnostics.log(format_args!("before_send panicked; event dropped"));
+                    return Err(Discarded::BeforeSend);
+                }
+            }
+        }
+        if let Some(scrubber) = &self.scrubber {
+            scrubber.scrub_event(&mut event);
+        }
+        limits::normalize(&mut event);
+        Ok(event)
+    }
+
+    fn fill_defaults(&self, event: &mut Event) {
+        if event.env.is_none() {
+            event.env.clone_from(&self.environment);
+        }
+        if event.release.is_none() {
+            event.release.clone_from(&self.release);
+        }
+        if event.server_name.is_none() {
+            event.server_name.clone_from(&self.server_name);
+        }
+        for (key, value) in &self.contexts {
+            event.contexts.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+}
+
+fn default_contexts() -> Map {
+    let mut os = serde_json::Map::new();
+    os.insert("name".into(), Value::from(std::env::consts::OS));
+    os.insert("arch".into(), Value::from(std::env::consts::ARCH));
+    if let Some(kernel) = read_trimmed("/proc/sys/kernel/osrelease") {
+        os.insert("kernel_version".into(), Value::from(kernel));
+    }
+    let mut rust = serde_json::Map::new();
+    rust.insert("name".into(), Value::from("rustc"));
+    rust.insert("version".into(), Value::from(env!("ERRORWATCH_RUSTC_VERSION")));
+    let mut contexts = Map::new();
+    contexts.insert("os".into(), Value::Object(os));
+    contexts.insert("rust".into(), Value::Object(rust));
+    contexts
+}
+
+fn host_name() -> Option<String> {
+    read_trimmed("/proc/sys/kernel/hostname")
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .filter(|name| !name.is_empty())
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned())
+}

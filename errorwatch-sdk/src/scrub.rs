@@ -1,0 +1,416 @@
+//! Secret scrubbing: the one place that decides what must never leave the process.
+//!
+//! Two kinds of rule apply to every event before it is serialised:
+//! - **by key**: any tag, extra, context, header, breadcrumb-data or user-data entry whose
+//!   name contains a sensitive word (`password`, `token`, `cookie`, ...) has its value replaced;
+//! - **by value**: every string (message, exception, frames, stack, URLs, breadcrumbs, values
+//!   of every map) is searched for secret shapes: `Bearer` tokens, JWTs, credentials in URLs,
+//!   sensitive query parameters and `key=value` pairs, AWS access keys, card numbers that pass
+//!   the Luhn check, PEM private keys, ErrorWatch, GitHub, Slack, Stripe and Google keys.
+//!
+//! Users add keys and patterns with [`ScrubOptions`], or switch scrubbing off explicitly.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use regex::{Captures, Regex, RegexBuilder, RegexSet};
+
+use crate::event::{Event, Map, Value};
+
+/// What replaces a scrubbed secret.
+pub const FILTERED: &str = "[Filtered]";
+
+/// Words that make a key sensitive when its name contains one of them (case-insensitive).
+pub const DEFAULT_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "auth",
+    "credential",
+    "cookie",
+    "session",
+    "csrf",
+    "xsrf",
+    "private_key",
+    "private-key",
+    "privatekey",
+    "jwt",
+    "bearer",
+    "access_key",
+    "passphrase",
+    "signature",
+];
+
+/// Query parameter names that are secrets on their own, though too short to be key words.
+const SECRET_PARAMS: &[&str] = &["key", "sig", "code", "pass"];
+
+/// How the SDK scrubs secrets. Scrubbing is on by default.
+///
+/// ```
+/// use errorwatch_sdk::ScrubOptions;
+/// let scrub = ScrubOptions::default()
+///     .key("ssn")
+///     .pattern(regex::Regex::new(r"\bACME-\d{6}\b").unwrap());
+/// assert!(scrub.is_enabled());
+/// assert!(!ScrubOptions::disabled().is_enabled());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ScrubOptions {
+    enabled: bool,
+    keys: Vec<String>,
+    patterns: Vec<Regex>,
+}
+
+impl Default for ScrubOptions {
+    fn default() -> Self {
+        ScrubOptions {
+            enabled: true,
+            keys: Vec::new(),
+            patterns: Vec::new(),
+        }
+    }
+}
+
+impl ScrubOptions {
+    /// No scrubbing at all: events leave the process exactly as captured.
+    pub fn disabled() -> Self {
+        ScrubOptions {
+            enabled: false,
+            ..ScrubOptions::default()
+        }
+    }
+
+    /// Adds a sensitive key word: any key containing it (case-insensitive) is scrubbed.
+    pub fn key(mut self, word: impl Into<String>) -> Self {
+        self.keys.push(word.into());
+        self
+    }
+
+    /// Adds a value pattern: every match in every string is replaced with `[Filtered]`.
+    pub fn pattern(mut self, pattern: Regex) -> Self {
+        self.patterns.push(pattern);
+        self
+    }
+
+    /// Whether scrubbing is on.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// How one value rule rewrites a match.
+enum Rewrite {
+    /// Replace the whole match.
+    Whole,
+    /// Keep capture group 1 (the key or prefix) and group 2 if any (a suffix), replace the rest.
+    KeepPrefix,
+    /// Replace only if the digits pass the Luhn check.
+    CardNumber,
+}
+
+struct ValueRule {
+    regex: Regex,
+    rewrite: Rewrite,
+}
+
+/// A compiled scrubber, built once per client.
+pub struct Scrubber {
+    key: Regex,
+    any_value: RegexSet,
+    rules: Vec<ValueRule>,
+}
+
+impl Scrubber {
+    /// Compiles the default rules plus the user's.
+    pub fn new(options: &ScrubOptions, own_api_key: Option<&str>) -> Option<Scrubber> {
+        if !options.enabled {
+            return None;
+        }
+        let words: Vec<String> = DEFAULT_KEYS
+            .iter()
+            .map(|word| regex::escape(word))
+            .chain(options.keys.iter().map(|word| regex::escape(&word.to_lowercase())))
+            .collect();
+        let words = words.join("|");
+        let params = SECRET_PARAMS.join("|");
+
+        // Order matters: the private-key block goes first (it spans lines), then `key=value`
+        // pairs (so `Authorization: Bearer x` collapses to one `[Filtered]`), then the shapes.
+        let mut rules: Vec<(String, Rewrite)> = vec![
+            (
+                r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)".into(),
+                Rewrite::Whole,
+            ),
+            (
+                format!(
+                    r#"(?i)(\b[a-z0-9_.-]*(?:{words})[a-z0-9_.-]*["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"'&,;)\]}}]+"#
+                ),
+                Rewrite::KeepPrefix,
+            ),
+            (r"(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9\-._~+/]{8,}=*".into(), Rewrite::KeepPrefix),
+            (r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*".into(), Rewrite::Whole),
+            (r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+(@)".into(), Rewrite::KeepPrefix),
+            (format!(r"(?i)([?&;](?:{params})=)[^&#\s]+"), Rewrite::KeepPrefix),
+            (r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b".into(), Rewrite::Whole),
+            (r"ew_(?:live|test)_[A-Za-z0-9_-]{32,}".into(), Rewrite::Whole),
+            (r"\bgh[pousr]_[A-Za-z0-9]{36,}\b".into(), Rewrite::Whole),
+            (r"\bxox[abposr]-[A-Za-z0-9-]{10,}".into(), Rewrite::Whole),
+            (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b".into(), Rewrite::Whole),
+            (r"\bAIza[0-9A-Za-z_-]{35}\b".into(), Rewrite::Whole),
+            // Issuer prefixes (Visa, Mastercard, Amex, Diners, JCB, Discover) keep epoch
+            // milliseconds and order numbers out; the Luhn check does the rest.
+            (
+                r"\b(?:4|5[1-5]|2[2-7]|3[0-9]|6(?:011|5))(?:[ -]?\d){11,17}\b".into(),
+                Rewrite::CardNumber,
+            ),
+        ];
+        if let Some(key) = own_api_key.filter(|key| !key.is_empty()) {
+            rules.push((regex::escape(key), Rewrite::Whole));
+        }
+        rules.extend(
+            options
+                .patterns
+                .iter()
+                .map(|pattern| (pattern.as_str().to_owned(), Rewrite::Whole)),
+        );
+
+        let compile = |pattern: &str| RegexBuilder::new(pattern).size_limit(1 << 23).build();
+        let key = compile(&format!("(?i){words}")).ok()?;
+        let any_value = RegexSet::new(rules.iter().map(|(pattern, _)| pattern)).ok()?;
+        let rules = rules
+            .into_iter()
+            .filter_map(|(pattern, rewrite)| {
+                compile(&pattern).ok().map(|regex| ValueRule { regex, rewrite })
+            })
+            .collect();
+        Some(Scrubber {
+            key,
+            any_value,
+            rules,
+        })
+    }
+
+    /// Whether a key names a secret.
+    pub fn is_sensitive_key(&self, key: &str) -> bool {
+        self.key.is_match(key)
+    }
+
+    /// `text` with every secret shape replaced.
+    pub fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let matched = self.any_value.matches(text);
+        if !matched.matched_any() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = Cow::Borrowed(text);
+        for index in matched.iter() {
+            let rule = &self.rules[index];
+            let replaced = rule.regex.replace_all(&out, |caps: &Captures<'_>| rewrite(rule, caps));
+            if let Cow::Owned(new) = replaced {
+                out = Cow::Owned(new);
+            }
+        }
+        out
+    }
+
+    fn scrub_string(&self, text: &mut String) {
+        if let Cow::Owned(clean) = self.scrub_str(text) {
+            *text = clean;
+        }
+    }
+
+    fn scrub_opt(&self, text: &mut Option<String>) {
+        if let Some(text) = text {
+            self.scrub_string(text);
+        }
+    }
+
+    fn scrub_map(&self, map: &mut Map) {
+        for (key, value) in map.iter_mut() {
+            if self.is_sensitive_key(key) {
+                *value = Value::String(FILTERED.into());
+            } else {
+                self.scrub_value(value);
+            }
+        }
+    }
+
+    fn scrub_value(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => self.scrub_string(text),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.scrub_value(item)),
+            Value::Object(object) => {
+                for (key, item) in object.iter_mut() {
+                    if self.is_sensitive_key(key) {
+                        *item = Value::String(FILTERED.into());
+                    } else {
+                        self.scrub_value(item);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    fn scrub_string_map(&self, map: &mut BTreeMap<String, String>) {
+        for (key, value) in map.iter_mut() {
+            if self.is_sensitive_key(key) {
+                FILTERED.clone_into(value);
+            } else {
+                self.scrub_string(value);
+            }
+        }
+    }
+
+    /// Scrubs every string and map of `event` in place.
+    pub fn scrub_event(&self, event: &mut Event) {
+        self.scrub_opt(&mut event.message);
+        if let Some(exception) = &mut event.exception {
+            self.scrub_string(&mut exception.ty);
+            self.scrub_string(&mut exception.value);
+        }
+        for frame in &mut event.frames {
+            self.scrub_string(&mut frame.filename);
+            self.scrub_opt(&mut frame.function);
+        }
+        self.scrub_opt(&mut event.file);
+        self.scrub_opt(&mut event.stack);
+        self.scrub_opt(&mut event.url);
+        self.scrub_opt(&mut event.fingerprint);
+        self.scrub_string_map(&mut event.tags);
+        self.scrub_map(&mut event.extra);
+        self.scrub_map(&mut event.contexts);
+        if let Some(user) = &mut event.user {
+            self.scrub_opt(&mut user.id);
+            self.scrub_opt(&mut user.email);
+            self.scrub_opt(&mut user.username);
+        }
+        self.scrub_opt(&mut event.user_id);
+        if let Some(request) = &mut event.request {
+            self.scrub_opt(&mut request.url);
+            self.scrub_opt(&mut request.query_string);
+            self.scrub_string_map(&mut request.headers);
+            if let Some(data) = &mut request.data {
+                self.scrub_value(data);
+            }
+        }
+        for crumb in &mut event.breadcrumbs {
+            self.scrub_opt(&mut crumb.message);
+            self.scrub_map(&mut crumb.data);
+        }
+    }
+}
+
+fn rewrite(rule: &ValueRule, caps: &Captures<'_>) -> String {
+    let whole = caps.get(0).map_or("", |m| m.as_str());
+    match rule.rewrite {
+        Rewrite::Whole => FILTERED.to_owned(),
+        Rewrite::KeepPrefix => {
+            let prefix = caps.get(1).map_or("", |m| m.as_str());
+            let suffix = caps.get(2).map_or("", |m| m.as_str());
+            format!("{prefix}{FILTERED}{suffix}")
+        }
+        Rewrite::CardNumber => {
+            if passes_luhn(whole) {
+                FILTERED.to_owned()
+            } else {
+                whole.to_owned()
+            }
+        }
+    }
+}
+
+/// Whether the digits of `text` (13 to 19 of them) form a number that passes the Luhn check.
+pub fn passes_luhn(text: &str) -> bool {
+    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 {
+                    doubled - 9
+                } else {
+                    doubled
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrubber() -> Scrubber {
+        Scrubber::new(&ScrubOptions::default(), None).expect("default rules compile")
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(passes_luhn("4111 1111 1111 1111"));
+        assert!(passes_luhn("5500-0000-0000-0004"));
+        assert!(!passes_luhn("4111 1111 1111 1112"));
+        assert!(!passes_luhn("1234"));
+    }
+
+    #[test]
+    fn value_rules_keep_the_shape_and_drop_the_secret() {
+        let s = scrubber();
+        assert_eq!(s.scrub_str("Authorization: Bearer abc.def-123456"), "Authorization: [Filtered]");
+        assert_eq!(s.scrub_str("sent Bearer abcdef123456"), "sent Bearer [Filtered]");
+        assert_eq!(
+            s.scrub_str("GET https://bob:hunter2@example.com/x?id=1&token=abc&key=k1"),
+            "GET https://[Filtered]@example.com/x?id=1&token=[Filtered]&key=[Filtered]"
+        );
+        assert_eq!(s.scrub_str("password=hunter2 user=bob"), "password=[Filtered] user=bob");
+        assert_eq!(s.scrub_str(r#"{"api_key": "abc123"}"#), r#"{"api_key": "[Filtered]"}"#);
+        assert_eq!(s.scrub_str("card 4111111111111111 ok"), "card [Filtered] ok");
+        assert_eq!(s.scrub_str("order 4111111111111112 ok"), "order 4111111111111112 ok");
+    }
+
+    #[test]
+    fn look_alikes_survive() {
+        let s = scrubber();
+        for harmless in [
+            "tokenizer failed on line 3",
+            "the author of the change",
+            "Bearer",
+            "AKIA is a prefix",
+            "ew_live_short",
+            "order 1234567890123 shipped",
+            "https://example.com/path?id=42&page=2",
+            "eyJ alone",
+        ] {
+            assert_eq!(s.scrub_str(harmless), harmless);
+        }
+    }
+
+    #[test]
+    fn keys_are_matched_by_substring_case_insensitively() {
+        let s = scrubber();
+        for key in ["Authorization", "X-Api-Key", "DB_PASSWORD", "set-cookie", "sessionid"] {
+            assert!(s.is_sensitive_key(key), "{key}");
+        }
+        for key in ["user_agent", "content-type", "request_id"] {
+            assert!(!s.is_sensitive_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn disabled_scrubbing_compiles_nothing() {
+        assert!(Scrubber::new(&ScrubOptions::disabled(), None).is_none());
+    }
+}

@@ -1,0 +1,267 @@
+//! Stack traces: walked cheaply on the caller's thread, symbolised later on the worker.
+//!
+//! Walking the stack costs a few microseconds; resolving symbols and line tables costs a
+//! hundred times that, so [`RawStack::capture`] only records instruction pointers and
+//! [`RawStack::resolve`] does the rest where nobody waits for it.
+
+use std::fmt::Write as _;
+
+use backtrace::Backtrace;
+
+use crate::event::{Event, Frame};
+
+/// Crates whose frames are never the application's.
+const NOT_IN_APP_CRATES: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "backtrace",
+    "test",
+    "tokio",
+    "tokio_util",
+    "futures",
+    "futures_core",
+    "futures_util",
+    "futures_executor",
+    "tracing",
+    "tracing_core",
+    "tracing_subscriber",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "http",
+    "http_body",
+    "tower",
+    "tower_http",
+    "axum",
+    "axum_core",
+    "actix_web",
+    "actix_http",
+    "actix_rt",
+    "actix_server",
+    "actix_service",
+    "actix_utils",
+    "reqwest",
+    "rayon",
+    "rayon_core",
+    "anyhow",
+    "eyre",
+    "errorwatch_sdk",
+    "errorwatch_tracing",
+    "errorwatch_axum",
+    "errorwatch_actix",
+];
+
+/// Leading frames that belong to capturing, not to the code that failed.
+const CAPTURE_MACHINERY: &[&str] = &[
+    "backtrace::",
+    "errorwatch_sdk::stacktrace::RawStack::capture",
+    "errorwatch_sdk::client::",
+    "errorwatch_sdk::hub::",
+    "errorwatch_sdk::panic::",
+    "errorwatch_sdk::capture_",
+    "errorwatch_tracing::",
+    "std::panicking::",
+    "std::panic::",
+    "std::sys::backtrace::",
+    "std::sys_common::backtrace::",
+    "std::rt::",
+    "core::panicking::",
+    "core::panic::",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+    "core::result::unwrap_failed",
+    "rust_begin_unwind",
+    "__rustc::rust_begin_unwind",
+    "<alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call",
+    "<alloc::boxed::Box<F, A> as core::ops::function::Fn<Args>>::call",
+];
+
+/// Decides which frames belong to the application.
+#[derive(Clone, Debug, Default)]
+pub struct InAppRules {
+    /// Path prefixes always in-app (they win over everything else).
+    pub include: Vec<String>,
+    /// Path prefixes never in-app, beside the built-in list.
+    pub exclude: Vec<String>,
+}
+
+impl InAppRules {
+    /// Whether a frame of `function` defined in `filename` is the application's.
+    pub fn is_in_app(&self, function: &str, filename: Option<&str>) -> bool {
+        let path = type_path(function);
+        if self.include.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+            return true;
+        }
+        if self.exclude.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+            return false;
+        }
+        let crate_name = path.split("::").next().unwrap_or(path);
+        if NOT_IN_APP_CRATES.contains(&crate_name) || crate_name.starts_with("__") {
+            return false;
+        }
+        if let Some(file) = filename {
+            // Frames from the standard library or from any registry or git dependency.
+            if file.starts_with("/rustc/")
+                || file.contains("/.cargo/registry/")
+                || file.contains("/.cargo/git/")
+                || file.contains("/rustlib/src/")
+            {
+                return false;
+            }
+        }
+        // A symbol with no path (`main`, `_start`, a C function) is not the application's
+        // unless it is the Rust `main` of the binary.
+        path.contains("::")
+    }
+}
+
+/// The path a function belongs to: `<T as Trait>::f` belongs to `T`'s crate.
+fn type_path(function: &str) -> &str {
+    let trimmed = function.trim_start_matches('<');
+    trimmed.strip_prefix("impl ").unwrap_or(trimmed)
+}
+
+/// A stack walked but not yet symbolised.
+#[derive(Debug)]
+pub struct RawStack(Backtrace);
+
+impl RawStack {
+    /// Walks the current thread's stack (instruction pointers only).
+    pub fn capture() -> Self {
+        RawStack(Backtrace::new_unresolved())
+    }
+
+    /// Symbolises the stack into frames, innermost first, without the capture machinery on
+    /// top, and fills the event's `frames`, `stack` and (unless already set) `file`/`line`.
+    pub fn resolve_into(mut self, event: &mut Event, rules: &InAppRules) {
+        self.0.resolve();
+        let mut frames = Vec::new();
+        let mut skipping = true;
+        for frame in self.0.frames() {
+            // Inlined functions give several symbols per frame, innermost first.
+            for symbol in frame.symbols() {
+                let function = symbol.name().map(|name| strip_hash(format!("{name:#}")));
+                if skipping {
+                    if let Some(function) = &function {
+                        if CAPTURE_MACHINERY.iter().any(|p| function.starts_with(p)) {
+                            continue;
+                        }
+                    }
+                    skipping = false;
+                }
+                let filename = symbol.filename().map(|path| path.display().to_string());
+                let in_app = function
+                    .as_deref()
+                    .map(|f| rules.is_in_app(f, filename.as_deref()))
+                    .unwrap_or(false);
+                frames.push(Frame {
+                    filename: filename.unwrap_or_else(|| "<unknown>".to_owned()),
+                    function,
+                    lineno: symbol.lineno(),
+                    colno: symbol.colno(),
+                    in_app: Some(in_app),
+                });
+                if frames.len() >= crate::limits::FRAMES {
+                    break;
+                }
+            }
+            if frames.len() >= crate::limits::FRAMES {
+                break;
+            }
+        }
+        if frames.is_empty() {
+            return;
+        }
+        if event.file.is_none() {
+            let culprit = frames
+                .iter()
+                .find(|frame| frame.in_app == Some(true))
+                .unwrap_or(&frames[0]);
+            event.file = Some(culprit.filename.clone());
+            event.line = culprit.lineno;
+        }
+        event.stack = Some(stack_text(&frames));
+        event.frames = frames;
+    }
+}
+
+/// The stack as the server shows it: `at function (file:line:col)`, one frame per line.
+pub fn stack_text(frames: &[Frame]) -> String {
+    let mut text = String::with_capacity(frames.len() * 80);
+    for frame in frames {
+        let function = frame.function.as_deref().unwrap_or("<unknown>");
+        let _ = write!(text, "    at {function} ({}", frame.filename);
+        if let Some(line) = frame.lineno {
+            let _ = write!(text, ":{line}");
+            if let Some(col) = frame.colno {
+                let _ = write!(text, ":{col}");
+            }
+        }
+        text.push_str(")\n");
+    }
+    text.pop();
+    text
+}
+
+/// Removes the `::h0123456789abcdef` hash that legacy mangling appends to symbols.
+fn strip_hash(mut name: String) -> String {
+    if let Some(pos) = name.rfind("::h") {
+        let hash = &name[pos + 3..];
+        if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            name.truncate(pos);
+        }
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_stripped() {
+        assert_eq!(strip_hash("app::run::h0123456789abcdef".into()), "app::run");
+        assert_eq!(strip_hash("app::hello".into()), "app::hello");
+    }
+
+    #[test]
+    fn in_app_follows_crates_files_and_user_prefixes() {
+        let rules = InAppRules::default();
+        assert!(rules.is_in_app("my_service::handlers::create", Some("src/handlers.rs")));
+        assert!(!rules.is_in_app("tokio::runtime::park", None));
+        assert!(!rules.is_in_app("<core::pin::Pin<P> as core::future::future::Future>::poll", None));
+        assert!(!rules.is_in_app(
+            "serde_json::de::from_str",
+            Some("/home/u/.cargo/registry/src/index/serde_json-1.0/src/de.rs")
+        ));
+        assert!(!rules.is_in_app("__libc_start_main", None));
+
+        let custom = InAppRules {
+            include: vec!["tokio::custom".into()],
+            exclude: vec!["my_service::vendored".into()],
+        };
+        assert!(custom.is_in_app("tokio::custom::thing", None));
+        assert!(!custom.is_in_app("my_service::vendored::parse", Some("src/vendored.rs")));
+    }
+
+    #[inline(never)]
+    fn failing_function_of_the_application() -> RawStack {
+        RawStack::capture()
+    }
+
+    #[test]
+    fn frames_are_innermost_first_with_the_culprit_on_top() {
+        let raw = failing_function_of_the_application();
+        let mut event = Event::default();
+        raw.resolve_into(&mut event, &InAppRules::default());
+        assert!(!event.frames.is_empty());
+        let first = event.frames[0].function.as_deref().unwrap_or("");
+        assert!(
+            first.ends_with("failing_function_of_the_application"),
+            "the capture machinery is trimmed off the top: {first}"
+        );
+        assert!(event.stack.as_deref().unwrap_or("").starts_with("    at "));
+        assert!(event.file.as_deref().unwrap_or("").ends_with("stacktrace.rs"));
+    }
+}

@@ -1,0 +1,73 @@
+//! Capture events in memory, to assert what your code reports without a server.
+//!
+//! The events went through the same pipeline as real ones (scope, `before_send`, scrubbing,
+//! limits), so what you see is what would have been sent. Each helper binds its own client
+//! to the code it runs: tests running in parallel never see each other's events.
+//!
+//! ```
+//! use errorwatch_sdk::{capture_message, testing, Level};
+//!
+//! let events = testing::capture_events(|| {
+//!     capture_message("payment declined", Level::Warning);
+//! });
+//! assert_eq!(events.len(), 1);
+//! assert_eq!(events[0].message.as_deref(), Some("payment declined"));
+//! ```
+
+use std::future::Future;
+
+use crate::client::Client;
+use crate::event::Event;
+use crate::hub::{self, Binding};
+use crate::options::Options;
+use crate::scope::Scope;
+
+/// Runs `f` and returns the events it captured, with default options.
+pub fn capture_events(f: impl FnOnce()) -> Vec<Event> {
+    capture_events_with(Options::default(), f)
+}
+
+/// Runs `f` and returns the events it captured, prepared with `options` (its URL and key, if
+/// any, are ignored: nothing is sent).
+pub fn capture_events_with(options: Options, f: impl FnOnce()) -> Vec<Event> {
+    let (client, events) = Client::in_memory(options);
+    hub::run_bound(binding(client), f);
+    take(&events)
+}
+
+/// Awaits `future` and returns the events it captured, with default options.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use errorwatch_sdk::{capture_message, testing, Level};
+///
+/// let events = testing::capture_events_async(async {
+///     tokio::task::yield_now().await;
+///     capture_message("from async code", Level::Error);
+/// })
+/// .await;
+/// assert_eq!(events.len(), 1);
+/// # }
+/// ```
+pub async fn capture_events_async(future: impl Future<Output = ()>) -> Vec<Event> {
+    capture_events_async_with(Options::default(), future).await
+}
+
+/// Awaits `future` and returns the events it captured, prepared with `options`.
+pub async fn capture_events_async_with(options: Options, future: impl Future<Output = ()>) -> Vec<Event> {
+    let (client, events) = Client::in_memory(options);
+    hub::bind_future(future, binding(client)).await;
+    take(&events)
+}
+
+fn binding(client: Client) -> Binding {
+    Binding {
+        scope: Scope::default(),
+        client: Some(client),
+    }
+}
+
+fn take(events: &std::sync::Mutex<Vec<Event>>) -> Vec<Event> {
+    std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()))
+}

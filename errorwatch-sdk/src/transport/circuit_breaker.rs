@@ -1,0 +1,100 @@
+//! Stops sending for a while after consecutive failed deliveries.
+//!
+//! Closed: everything goes. After `threshold` events in a row fail (network errors or 5xx
+//! once retries are spent), it opens for `open_for`: events are dropped without a request.
+//! Then one probe goes through: its success closes the breaker, its failure reopens it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub(crate) struct CircuitBreaker {
+    state: Mutex<State>,
+    threshold: u32,
+    open_for: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+impl CircuitBreaker {
+    pub(crate) fn new(threshold: u32, open_for: Duration) -> CircuitBreaker {
+        CircuitBreaker {
+            state: Mutex::new(State::default()),
+            threshold: threshold.max(1),
+            open_for,
+        }
+    }
+
+    /// Whether the breaker is open (or a probe is out) at `now`: a cheap check that grants
+    /// nothing.
+    pub(crate) fn is_open(&self, now: Instant) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.open_until {
+            None => false,
+            Some(until) => now < until || state.probing,
+        }
+    }
+
+    /// Whether an event may be sent now; after a pause, grants exactly one probe.
+    pub(crate) fn allows(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.open_until {
+            None => true,
+            Some(until) if now < until => false,
+            Some(_) if state.probing => false,
+            Some(_) => {
+                state.probing = true;
+                true
+            }
+        }
+    }
+
+    /// The server answered (any answer but a 5xx counts: it is reachable).
+    pub(crate) fn on_success(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *state = State::default();
+    }
+
+    /// An event could not be delivered. Returns whether the breaker opened.
+    pub(crate) fn on_failure(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        if state.probing || state.consecutive_failures >= self.threshold {
+            state.open_until = Some(now + self.open_for);
+            state.probing = false;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_the_threshold_and_probes_once_after_the_pause() {
+        let breaker = CircuitBreaker::new(3, Duration::from_secs(30));
+        let now = Instant::now();
+        assert!(!breaker.on_failure(now));
+        assert!(!breaker.on_failure(now));
+        assert!(breaker.allows(now));
+        assert!(breaker.on_failure(now));
+        assert!(!breaker.allows(now + Duration::from_secs(29)));
+
+        let later = now + Duration::from_secs(31);
+        assert!(breaker.allows(later), "one probe after the pause");
+        assert!(!breaker.allows(later), "and only one");
+        assert!(breaker.on_failure(later), "a failed probe reopens at once");
+        assert!(!breaker.allows(later + Duration::from_secs(1)));
+
+        let much_later = later + Duration::from_secs(31);
+        assert!(breaker.allows(much_later));
+        breaker.on_success();
+        assert!(breaker.allows(much_later) && breaker.allows(much_later), "closed again");
+    }
+}

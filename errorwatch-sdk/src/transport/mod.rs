@@ -1,0 +1,287 @@
+//! The transport: a bounded queue and the worker thread that drains it.
+//!
+//! Callers hand jobs over with a non-blocking `try_send`; when the queue is full the job is
+//! dropped and counted. The worker owns a small single-threaded tokio runtime on a thread of
+//! its own, so the SDK works the same from sync code, any tokio flavour, actix or a panic
+//! hook. It prepares each event (symbolise, scope, scrub, limits, serialise) and sends up to
+//! `max_in_flight` at once.
+//!
+//! Every job ends in exactly one recorded [`Outcome`]; `flush` waits for the outcomes of the
+//! jobs queued before it, with a deadline; `close` also stops the worker and counts what it
+//! could not finish as lost.
+
+mod circuit_breaker;
+mod http;
+mod rate_limit;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+
+use crate::diagnostics::Diagnostics;
+use crate::limits;
+use crate::options::Options;
+use crate::pipeline::{Job, Pipeline};
+use crate::stats::{Counters, Outcome};
+use http::HttpSender;
+
+/// Why a job was not queued.
+pub(crate) enum PushError {
+    Full,
+    Closed,
+}
+
+/// The callers' side of the transport.
+pub(crate) struct Queue {
+    tx: mpsc::Sender<Job>,
+    progress: Arc<Progress>,
+    stop: Arc<Notify>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+/// Counts queued jobs and finished ones, so flush can wait for the ones queued before it.
+struct Progress {
+    queued: AtomicU64,
+    state: Mutex<ProgressState>,
+    changed: Condvar,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    done: u64,
+    waiters: usize,
+    /// Set once shutdown has counted the unfinished jobs as lost: later outcomes are ignored,
+    /// so no job is counted twice.
+    finalized: bool,
+    worker_exited: bool,
+}
+
+impl Progress {
+    fn finish(&self, outcome: Outcome) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.finalized {
+            return;
+        }
+        self.counters.record(outcome);
+        state.done += 1;
+        if state.waiters > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    fn worker_exited(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.worker_exited = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done(state)` holds or the deadline passes.
+    fn wait_until(&self, deadline: Instant, done: impl Fn(&ProgressState) -> bool) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.waiters += 1;
+        let reached = loop {
+            if done(&state) {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            state = match self.changed.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        };
+        state.waiters -= 1;
+        reached
+    }
+}
+
+impl Queue {
+    /// Starts the worker thread.
+    pub(crate) fn start(
+        options: &Options,
+        pipeline: Arc<Pipeline>,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Queue> {
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let progress = Arc::new(Progress {
+            queued: AtomicU64::new(0),
+            state: Mutex::new(ProgressState::default()),
+            changed: Condvar::new(),
+            counters,
+        });
+        let stop = Arc::new(Notify::new());
+        let worker = Worker {
+            options: options.clone(),
+            pipeline,
+            progress: progress.clone(),
+        };
+        let worker_stop = stop.clone();
+        let thread = thread::Builder::new()
+            .name("errorwatch-transport".into())
+            .spawn(move || worker.run(rx, worker_stop))?;
+        Ok(Queue {
+            tx,
+            progress,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Hands a job to the worker without ever waiting.
+    pub(crate) fn push(&self, job: Job) -> Result<(), PushError> {
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                // Counted after the hand-off: a job finished before this line only makes `done`
+                // run ahead for a moment, which no flush can mistake for unfinished work.
+                self.progress.queued.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(PushError::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+        }
+    }
+
+    /// Waits until every job queued before the call has an outcome, or `timeout` passes.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let target = self.progress.queued.load(Ordering::SeqCst);
+        self.progress
+            .wait_until(deadline, |state| state.done >= target || state.worker_exited)
+    }
+
+    /// Flushes, stops the worker, and counts what was not finished by the deadline as lost.
+    /// Returns whether everything was delivered in time.
+    pub(crate) fn close(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let flushed = self.flush(timeout);
+        self.stop.notify_one();
+        let exited = self.progress.wait_until(deadline, |state| state.worker_exited);
+        {
+            let mut state = self.progress.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !state.finalized {
+                state.finalized = true;
+                let queued = self.progress.queued.load(Ordering::SeqCst);
+                self.progress.counters.lost(queued.saturating_sub(state.done));
+            }
+        }
+        if exited {
+            if let Some(handle) = self.thread.lock().ok().and_then(|mut slot| slot.take()) {
+                let _ = handle.join();
+            }
+        }
+        // A worker still busy past the deadline is left to finish on its own (detached).
+        flushed
+    }
+}
+
+struct Worker {
+    options: Options,
+    pipeline: Arc<Pipeline>,
+    progress: Arc<Progress>,
+}
+
+impl Worker {
+    fn run(self, rx: mpsc::Receiver<Job>, stop: Arc<Notify>) {
+        crate::hub::suppress_current_thread();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            // DNS lookups run on the runtime's blocking threads: they are the SDK's too.
+            .on_thread_start(crate::hub::suppress_current_thread)
+            .build();
+        match runtime {
+            Ok(runtime) => {
+                let worker = Arc::new(self);
+                runtime.block_on(worker.clone().serve(rx, stop));
+                // Dropping the runtime cancels any request still in flight.
+                drop(runtime);
+                worker.progress.worker_exited();
+            }
+            Err(error) => {
+                self.pipeline
+                    .diagnostics
+                    .log(format_args!("the transport could not start: {error}"));
+                self.progress.worker_exited();
+            }
+        }
+    }
+
+    async fn serve(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, stop: Arc<Notify>) {
+        let sender = match HttpSender::new(&self.options) {
+            Ok(sender) => Some(Arc::new(sender)),
+            Err(reason) => {
+                self.pipeline
+                    .diagnostics
+                    .log(format_args!("events cannot be sent: {reason}"));
+                None
+            }
+        };
+        let max_in_flight = self.options.max_in_flight.max(1);
+        let mut in_flight = JoinSet::new();
+        let stopped = stop.notified();
+        tokio::pin!(stopped);
+        loop {
+            while in_flight.try_join_next().is_some() {}
+            let has_room = in_flight.len() < max_in_flight;
+            tokio::select! {
+                biased;
+                _ = &mut stopped => return,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                job = rx.recv(), if has_room => match job {
+                    Some(job) => self.handle(job, sender.as_ref(), &mut in_flight),
+                    None => break,
+                },
+            }
+        }
+        // Every client handle is gone: finish what is in flight, unless told to stop.
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => return,
+                next = in_flight.join_next() => if next.is_none() { return },
+            }
+        }
+    }
+
+    fn handle(&self, job: Job, sender: Option<&Arc<HttpSender>>, in_flight: &mut JoinSet<()>) {
+        let Some(sender) = sender else {
+            self.progress.finish(Outcome::Failed);
+            return;
+        };
+        let now = Instant::now();
+        if sender.rate_limit.is_limited(now) {
+            self.progress.finish(Outcome::RateLimited);
+            return;
+        }
+        if sender.breaker.is_open(now) {
+            self.progress.finish(Outcome::Failed);
+            return;
+        }
+        let mut event = match self.pipeline.process(job) {
+            Ok(event) => event,
+            Err(_) => {
+                self.progress.finish(Outcome::BeforeSend);
+                return;
+            }
+        };
+        // Asked only now, so the one probe after a pause goes to an event that is really sent.
+        if !sender.breaker.allows(Instant::now()) {
+            self.progress.finish(Outcome::Failed);
+            return;
+        }
+        let body = limits::to_body(&mut event);
+        let sender = sender.clone();
+        let progress = self.progress.clone();
+        let diagnostics: Diagnostics = self.pipeline.diagnostics.clone();
+        in_flight.spawn(async move {
+            let outcome = sender.deliver(body, &progress.counters, &diagnostics).await;
+            progress.finish(outcome);
+        });
+    }
+}
