@@ -123,6 +123,39 @@ impl Client {
         crate::hub::current_client()
     }
 
+    /// Runs `future` in a fork of the current scope, reporting to this client instead of the
+    /// global one (for services that run several clients, or tests that must not share one).
+    ///
+    /// ```
+    /// # async fn demo(client: errorwatch_sdk::Client) {
+    /// client.bind(async {
+    ///     errorwatch_sdk::capture_message("goes to `client`", errorwatch_sdk::Level::Info);
+    /// })
+    /// .await;
+    /// # }
+    /// ```
+    pub fn bind<F: std::future::Future>(&self, future: F) -> crate::Scoped<F> {
+        crate::hub::bind_future(future, self.binding())
+    }
+
+    /// Runs `f` in a fork of the current scope, reporting to this client.
+    ///
+    /// ```
+    /// let client = errorwatch_sdk::Client::new(errorwatch_sdk::Options::default()).unwrap();
+    /// let answer = client.run(|| 42);
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::hub::run_bound(self.binding(), f)
+    }
+
+    fn binding(&self) -> crate::hub::Binding {
+        crate::hub::Binding {
+            scope: crate::hub::current_scope(),
+            client: Some(self.clone()),
+        }
+    }
+
     /// Whether captures do anything.
     pub fn is_enabled(&self) -> bool {
         !matches!(self.inner.sink, Sink::Disabled) && !self.inner.closed.load(Ordering::Relaxed)
@@ -159,7 +192,11 @@ impl Client {
         if !self.is_enabled() {
             return None;
         }
-        let stack = self.inner.attach_stacktrace.then(RawStack::capture);
+        let stack = if self.inner.attach_stacktrace {
+            Some(RawStack::capture())
+        } else {
+            None
+        };
         self.capture(Job {
             event: event_from_error(error),
             scope: crate::hub::current_scope(),

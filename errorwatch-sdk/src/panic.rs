@@ -59,7 +59,7 @@ fn report(info: &PanicHookInfo<'_>) {
         let id = client.capture(Job {
             event,
             scope: crate::hub::current_scope(),
-            stack: Some(RawStack::capture()),
+            stack: Some(RawStack::capture_panic()),
         })?;
         if !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false) {
             client.flush(client.inner_arc().panic_flush_timeout);

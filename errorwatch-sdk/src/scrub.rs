@@ -143,16 +143,19 @@ impl Scrubber {
         // pairs (so `Authorization: Bearer x` collapses to one `[Filtered]`), then the shapes.
         let mut rules: Vec<(String, Rewrite)> = vec![
             (
-                r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)".into(),
+                r"(?s)-----BEGIN(?:[ +]|%20)(?:[A-Z0-9]+(?:[ +]|%20))*PRIVATE(?:[ +]|%20)KEY-----.*?(?:-----END(?:[ +]|%20)(?:[A-Z0-9]+(?:[ +]|%20))*PRIVATE(?:[ +]|%20)KEY-----|\z)".into(),
                 Rewrite::Whole,
             ),
             (
+                // Separators may be URL-encoded: a space as `+`/`%20`, a quote as `%22`,
+                // `=`/`:` as `%3D`/`%3A`.
                 format!(
-                    r#"(?i)(\b[a-z0-9_.-]*(?:{words})[a-z0-9_.-]*["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"'&,;)\]}}]+"#
+                    r#"(?i)(\b[a-z0-9_.-]*(?:{words})[a-z0-9_.-]*(?:["']|%22)?(?:\s|\+|%20)*(?:[=:]|%3d|%3a)(?:\s|\+|%20)*(?:["']|%22)?)(?:bearer(?:\s+|\+|%20))?[^\s"'&,;)\]}}]+"#
                 ),
                 Rewrite::KeepPrefix,
             ),
-            (r"(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9\-._~+/]{8,}=*".into(), Rewrite::KeepPrefix),
+            // `Bearer x` in text, or in a URL query where the space is `+` or `%20`.
+            (r"(?i)(\bbearer(?:\s+|\+|%20))[A-Za-z0-9\-._~+/]{8,}=*".into(), Rewrite::KeepPrefix),
             (r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*".into(), Rewrite::Whole),
             (r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+(@)".into(), Rewrite::KeepPrefix),
             (format!(r"(?i)([?&;](?:{params})=)[^&#\s]+"), Rewrite::KeepPrefix),
@@ -387,6 +390,7 @@ mod tests {
         for harmless in [
             "tokenizer failed on line 3",
             "the author of the change",
+            "token validation failed for basic authentication",
             "Bearer",
             "AKIA is a prefix",
             "ew_live_short",

@@ -52,7 +52,8 @@ const NOT_IN_APP_CRATES: &[&str] = &[
     "errorwatch_actix",
 ];
 
-/// Leading frames that belong to capturing, not to the code that failed.
+/// Frames of the SDK's capture entry points. A stack starts below the deepest of them found
+/// near the top; std glue between them (closure shims in debug builds) goes with them.
 const CAPTURE_MACHINERY: &[&str] = &[
     "backtrace::",
     "errorwatch_sdk::stacktrace::RawStack::capture",
@@ -61,21 +62,10 @@ const CAPTURE_MACHINERY: &[&str] = &[
     "errorwatch_sdk::panic::",
     "errorwatch_sdk::capture_",
     "errorwatch_tracing::",
-    "std::panicking::",
-    "std::panic::",
-    "std::sys::backtrace::",
-    "std::sys_common::backtrace::",
-    "std::rt::",
-    "core::panicking::",
-    "core::panic::",
-    "core::option::unwrap_failed",
-    "core::option::expect_failed",
-    "core::result::unwrap_failed",
-    "rust_begin_unwind",
-    "__rustc::rust_begin_unwind",
-    "<alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call",
-    "<alloc::boxed::Box<F, A> as core::ops::function::Fn<Args>>::call",
 ];
+
+/// How deep below the top the capture entry points can be.
+const CAPTURE_DEPTH: usize = 24;
 
 /// Decides which frames belong to the application.
 #[derive(Clone, Debug, Default)]
@@ -122,53 +112,108 @@ fn type_path(function: &str) -> &str {
     trimmed.strip_prefix("impl ").unwrap_or(trimmed)
 }
 
+/// Frames through which a panic enters std: a panic's stack starts below the last of them.
+const PANIC_ENTRY: &[&str] = &[
+    "rust_begin_unwind",
+    "__rustc::rust_begin_unwind",
+    "std::panicking::begin_panic",
+    "std::panicking::panic_handler",
+    "std::panicking::begin_panic_handler",
+];
+
+/// Frames between the panic entry and the code that panicked.
+const PANIC_TRAMPOLINES: &[&str] = &[
+    "core::panicking::",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+    "core::result::unwrap_failed",
+    "core::option::Option<T>::unwrap",
+    "core::option::Option<T>::expect",
+    "core::result::Result<T,E>::unwrap",
+    "core::result::Result<T,E>::expect",
+    "core::result::Result<T, E>::unwrap",
+    "core::result::Result<T, E>::expect",
+    "core::cell::panic_already",
+    "std::panicking::begin_panic",
+    "std::sys::backtrace::",
+];
+
 /// A stack walked but not yet symbolised.
 #[derive(Debug)]
-pub struct RawStack(Backtrace);
+pub struct RawStack {
+    backtrace: Backtrace,
+    from_panic: bool,
+}
 
 impl RawStack {
     /// Walks the current thread's stack (instruction pointers only).
     pub fn capture() -> Self {
-        RawStack(Backtrace::new_unresolved())
+        RawStack {
+            backtrace: Backtrace::new_unresolved(),
+            from_panic: false,
+        }
+    }
+
+    /// Walks the stack from inside the panic hook; the frames of the hook and of std's panic
+    /// machinery are cut off when it is resolved.
+    pub fn capture_panic() -> Self {
+        RawStack {
+            backtrace: Backtrace::new_unresolved(),
+            from_panic: true,
+        }
     }
 
     /// Symbolises the stack into frames, innermost first, without the capture machinery on
     /// top, and fills the event's `frames`, `stack` and (unless already set) `file`/`line`.
     pub fn resolve_into(mut self, event: &mut Event, rules: &InAppRules) {
-        self.0.resolve();
+        self.backtrace.resolve();
+        // Inlined functions give several symbols per frame, innermost first.
+        let symbols: Vec<&backtrace::BacktraceSymbol> = self
+            .backtrace
+            .frames()
+            .iter()
+            .flat_map(|frame| frame.symbols())
+            .collect();
+        let names: Vec<Option<String>> = symbols
+            .iter()
+            .map(|symbol| symbol.name().map(|name| strip_hash(format!("{name:#}"))))
+            .collect();
+        let starts_with_any = |index: usize, prefixes: &[&str]| {
+            names[index]
+                .as_deref()
+                .is_some_and(|name| prefixes.iter().any(|p| name.starts_with(p)))
+        };
+        let mut first = 0;
+        if self.from_panic {
+            // The innermost entry: a panic raised while unwinding from another has both.
+            if let Some(entry) = (0..names.len()).find(|&i| starts_with_any(i, PANIC_ENTRY)) {
+                first = entry + 1;
+                while first < names.len()
+                    && (starts_with_any(first, PANIC_ENTRY) || starts_with_any(first, PANIC_TRAMPOLINES))
+                {
+                    first += 1;
+                }
+            }
+        }
+        if first == 0 {
+            first = (0..names.len().min(CAPTURE_DEPTH))
+                .rev()
+                .find(|&i| starts_with_any(i, CAPTURE_MACHINERY))
+                .map_or(0, |deepest| deepest + 1);
+        }
         let mut frames = Vec::new();
-        let mut skipping = true;
-        for frame in self.0.frames() {
-            // Inlined functions give several symbols per frame, innermost first.
-            for symbol in frame.symbols() {
-                let function = symbol.name().map(|name| strip_hash(format!("{name:#}")));
-                if skipping {
-                    if let Some(function) = &function {
-                        if CAPTURE_MACHINERY.iter().any(|p| function.starts_with(p)) {
-                            continue;
-                        }
-                    }
-                    skipping = false;
-                }
-                let filename = symbol.filename().map(|path| path.display().to_string());
-                let in_app = function
-                    .as_deref()
-                    .map(|f| rules.is_in_app(f, filename.as_deref()))
-                    .unwrap_or(false);
-                frames.push(Frame {
-                    filename: filename.unwrap_or_else(|| "<unknown>".to_owned()),
-                    function,
-                    lineno: symbol.lineno(),
-                    colno: symbol.colno(),
-                    in_app: Some(in_app),
-                });
-                if frames.len() >= crate::limits::FRAMES {
-                    break;
-                }
-            }
-            if frames.len() >= crate::limits::FRAMES {
-                break;
-            }
+        for (symbol, function) in symbols.iter().zip(names).skip(first).take(crate::limits::FRAMES) {
+            let filename = symbol.filename().map(|path| path.display().to_string());
+            let in_app = function
+                .as_deref()
+                .is_some_and(|f| rules.is_in_app(f, filename.as_deref()));
+            frames.push(Frame {
+                filename: filename.unwrap_or_else(|| "<unknown>".to_owned()),
+                function,
+                lineno: symbol.lineno(),
+                colno: symbol.colno(),
+                in_app: Some(in_app),
+            });
         }
         if frames.is_empty() {
             return;
