@@ -70,9 +70,9 @@ impl Client {
             match Queue::start(&options, pipeline.clone(), counters.clone()) {
                 Ok(queue) => Sink::Queue(queue),
                 Err(error) => {
-                    pipeline
-                        .diagnostics
-                        .log(format_args!("the transport thread could not start: {error}"));
+                    pipeline.diagnostics.log(format_args!(
+                        "the transport thread could not start: {error}"
+                    ));
                     Sink::Disabled
                 }
             }
@@ -91,7 +91,12 @@ impl Client {
         (client, events)
     }
 
-    fn build(options: Options, sink: Sink, pipeline: Arc<Pipeline>, counters: Arc<Counters>) -> Client {
+    fn build(
+        options: Options,
+        sink: Sink,
+        pipeline: Arc<Pipeline>,
+        counters: Arc<Counters>,
+    ) -> Client {
         Client {
             inner: Arc::new(ClientInner {
                 sink,
@@ -302,12 +307,8 @@ impl Drop for ClientGuard {
 /// stderr (never the key) and does the same; use [`try_init`] to handle the error yourself.
 ///
 /// ```no_run
-/// fn main() {
-///     let _guard = errorwatch_sdk::init(
-///         errorwatch_sdk::Options::from_env().unwrap_or_default(),
-///     );
-///     // ...
-/// }
+/// let _guard = errorwatch_sdk::init(errorwatch_sdk::Options::from_env().unwrap_or_default());
+/// // ... the service runs; keep `_guard` alive until the end of `main` ...
 /// ```
 pub fn init(options: Options) -> ClientGuard {
     match try_init(options) {
@@ -359,7 +360,9 @@ pub(crate) fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
         source = cause.source();
     }
     if !sources.is_empty() {
-        event.extra.insert("error.sources".into(), Value::Array(sources));
+        event
+            .extra
+            .insert("error.sources".into(), Value::Array(sources));
     }
     event
 }
@@ -406,9 +409,18 @@ mod tests {
 
     #[test]
     fn error_types_get_short_useful_names() {
-        assert_eq!(type_name_of::<std::num::ParseIntError>().as_deref(), Some("ParseIntError"));
-        assert_eq!(type_name_of::<std::io::Error>().as_deref(), Some("io::Error"));
-        assert_eq!(type_name_of::<serde_json::Error>().as_deref(), Some("serde_json::Error"));
+        assert_eq!(
+            type_name_of::<std::num::ParseIntError>().as_deref(),
+            Some("ParseIntError")
+        );
+        assert_eq!(
+            type_name_of::<std::io::Error>().as_deref(),
+            Some("io::Error")
+        );
+        assert_eq!(
+            type_name_of::<serde_json::Error>().as_deref(),
+            Some("serde_json::Error")
+        );
         assert_eq!(type_name_of::<dyn Error>(), None);
         let io = std::io::Error::other("disk on fire");
         assert_eq!(type_name_from_debug(&io), "io::Error");

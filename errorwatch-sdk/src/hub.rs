@@ -47,7 +47,7 @@ pub(crate) fn unbind_global_client(client: &Client) {
     let current = CLIENT.load();
     if let Some(current) = current.as_ref() {
         if std::ptr::eq(&**current, client.inner_ptr()) {
-            CLIENT.compare_and_swap(&*current, None);
+            CLIENT.compare_and_swap(current, None);
         }
     }
 }
@@ -125,7 +125,9 @@ pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
             result
         }
         None => {
-            let _writer = ROOT_WRITE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _writer = ROOT_WRITE
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut scope = Scope::from_arc(ROOT_SCOPE.load_full());
             let result = f(&mut scope);
             ROOT_SCOPE.store(scope.into_arc());

@@ -53,7 +53,8 @@ use std::time::Duration;
 
 pub use client::{init, try_init, Client, ClientGuard};
 pub use event::{
-    Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User, Value,
+    Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User,
+    Value,
 };
 pub use hub::{configure_scope, is_suppressed, with_scope, ScopeFutureExt, Scoped};
 pub use options::{env, is_valid_api_key, BeforeSend, DiagnosticsHook, Options, OptionsError};

@@ -203,12 +203,18 @@ pub fn to_body(event: &mut Event) -> Vec<u8> {
     let shed: [fn(&mut Event); 4] = [
         |event| {
             event.extra.clear();
-            event
-                .extra
-                .insert("_truncated".into(), Value::String("extra dropped: body too large".into()));
+            event.extra.insert(
+                "_truncated".into(),
+                Value::String("extra dropped: body too large".into()),
+            );
         },
         |event| event.contexts.clear(),
-        |event| event.breadcrumbs.iter_mut().for_each(|crumb| crumb.data.clear()),
+        |event| {
+            event
+                .breadcrumbs
+                .iter_mut()
+                .for_each(|crumb| crumb.data.clear())
+        },
         |event| {
             if let Some(request) = &mut event.request {
                 request.data = None;
@@ -260,10 +266,14 @@ fn normalize_value(value: &mut Value, depth: usize) {
         Value::Array(items) if depth > VALUE_DEPTH => {
             *value = Value::String(format!("[array of {} items: too deep]", items.len()))
         }
-        Value::Object(_) if depth > VALUE_DEPTH => *value = Value::String("[object: too deep]".into()),
+        Value::Object(_) if depth > VALUE_DEPTH => {
+            *value = Value::String("[object: too deep]".into())
+        }
         Value::Array(items) => {
             items.truncate(VALUE_ENTRIES);
-            items.iter_mut().for_each(|item| normalize_value(item, depth + 1));
+            items
+                .iter_mut()
+                .for_each(|item| normalize_value(item, depth + 1));
         }
         Value::Object(object) => {
             if object.len() > VALUE_ENTRIES {
@@ -355,13 +365,21 @@ mod tests {
         assert_eq!(user.ip_address.as_deref().map(chars), Some(USER_IP));
         assert_eq!(event.user_id.as_deref().map(chars), Some(USER_ID));
         assert_eq!(event.breadcrumbs.len(), BREADCRUMBS);
-        assert!(event.breadcrumbs[0].message.as_deref().unwrap_or("").starts_with("50"));
+        assert!(event.breadcrumbs[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("50"));
         assert_eq!(event.breadcrumbs[0].category, "default");
         assert_eq!(event.tags.len(), 1);
         let (key, value) = event.tags.iter().next().expect("one tag");
         assert_eq!((chars(key), chars(value)), (TAG_KEY, TAG_VALUE));
         let json = event.to_json();
-        assert!(!json.contains("null"), "no nulls on the wire: {}", &json[..200]);
+        assert!(
+            !json.contains("null"),
+            "no nulls on the wire: {}",
+            &json[..200]
+        );
     }
 
     #[test]
@@ -377,7 +395,10 @@ mod tests {
         normalize(&mut event);
         let json = event.to_json();
         assert!(json.contains("too deep"));
-        assert_eq!(event.extra["wide"].as_array().map(Vec::len), Some(VALUE_ENTRIES));
+        assert_eq!(
+            event.extra["wide"].as_array().map(Vec::len),
+            Some(VALUE_ENTRIES)
+        );
     }
 
     #[test]

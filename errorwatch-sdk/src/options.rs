@@ -203,7 +203,7 @@ impl Options {
         }
     }
 
-    /// Options read from the `ERRORWATCH_*` environment variables (see [`env`]).
+    /// Options read from the `ERRORWATCH_*` environment variables (see [`env`](mod@env)).
     ///
     /// With no URL or key set, the options are valid but unconfigured: [`init`](crate::init)
     /// then gives a client that reports nothing, silently. A malformed value is an error that
@@ -230,7 +230,11 @@ impl Options {
     /// assert!(matches!(err, OptionsError::InvalidApiKey { source_name: "ERRORWATCH_API_KEY" }));
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, OptionsError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let mut options = Options::default();
         let explicitly_enabled = match get(env::ENABLED) {
             None => None,
@@ -269,7 +273,11 @@ impl Options {
             }
         }
         check_len(options.environment.as_deref(), env::ENV, crate::limits::ENV)?;
-        check_len(options.release.as_deref(), env::RELEASE, crate::limits::RELEASE)?;
+        check_len(
+            options.release.as_deref(),
+            env::RELEASE,
+            crate::limits::RELEASE,
+        )?;
         options.validate()?;
         Ok(options)
     }
@@ -526,7 +534,11 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-fn check_len(value: Option<&str>, source_name: &'static str, max: usize) -> Result<(), OptionsError> {
+fn check_len(
+    value: Option<&str>,
+    source_name: &'static str,
+    max: usize,
+) -> Result<(), OptionsError> {
     match value.map(|v| v.chars().count()) {
         Some(len) if len > max => Err(OptionsError::TooLong {
             source_name,
@@ -556,10 +568,22 @@ mod tests {
     #[test]
     fn endpoints_are_built_from_base_urls() {
         let endpoint = |url: &str| endpoint_url(url, "api_url");
-        assert_eq!(endpoint("https://e.example.com").as_deref(), Ok("https://e.example.com/api/v1/event"));
-        assert_eq!(endpoint("http://127.0.0.1:3333/").as_deref(), Ok("http://127.0.0.1:3333/api/v1/event"));
-        assert_eq!(endpoint("https://x.io/ew/").as_deref(), Ok("https://x.io/ew/api/v1/event"));
-        assert_eq!(endpoint("https://x.io/api/v1/event").as_deref(), Ok("https://x.io/api/v1/event"));
+        assert_eq!(
+            endpoint("https://e.example.com").as_deref(),
+            Ok("https://e.example.com/api/v1/event")
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:3333/").as_deref(),
+            Ok("http://127.0.0.1:3333/api/v1/event")
+        );
+        assert_eq!(
+            endpoint("https://x.io/ew/").as_deref(),
+            Ok("https://x.io/ew/api/v1/event")
+        );
+        assert_eq!(
+            endpoint("https://x.io/api/v1/event").as_deref(),
+            Ok("https://x.io/api/v1/event")
+        );
         assert!(endpoint("ftp://x.io").is_err());
         assert!(endpoint("not a url").is_err());
         assert!(endpoint("https://x.io/?a=b").is_err());

@@ -98,7 +98,9 @@ pub fn catching_panics<R>(f: impl FnOnce() -> R) -> R {
             let _ = CAUGHT_BY_CALLER.try_with(|flag| flag.set(self.0));
         }
     }
-    let previous = CAUGHT_BY_CALLER.try_with(|flag| flag.replace(true)).unwrap_or(false);
+    let previous = CAUGHT_BY_CALLER
+        .try_with(|flag| flag.replace(true))
+        .unwrap_or(false);
     let _reset = Reset(previous);
     f()
 }

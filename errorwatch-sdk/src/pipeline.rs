@@ -7,11 +7,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::diagnostics::Diagnostics;
 use crate::event::{Event, Map, Value};
+use crate::limits;
 use crate::options::{BeforeSend, Options};
 use crate::scope::Scope;
 use crate::scrub::Scrubber;
 use crate::stacktrace::{InAppRules, RawStack};
-use crate::limits;
 
 /// What the caller hands over: the event as captured, a snapshot of its scope, and maybe an
 /// unresolved stack.
@@ -76,7 +76,8 @@ impl Pipeline {
         let mut event = match prepared {
             Ok(event) => event,
             Err(_) => {
-                self.diagnostics.log(format_args!("an event could not be prepared; dropped"));
+                self.diagnostics
+                    .log(format_args!("an event could not be prepared; dropped"));
                 return Err(Discarded::BeforeSend);
             }
         };
@@ -85,7 +86,8 @@ impl Pipeline {
                 Ok(Some(kept)) => event = kept,
                 Ok(None) => return Err(Discarded::BeforeSend),
                 Err(_) => {
-                    self.diagnostics.log(format_args!("before_send panicked; event dropped"));
+                    self.diagnostics
+                        .log(format_args!("before_send panicked; event dropped"));
                     return Err(Discarded::BeforeSend);
                 }
             }
@@ -108,7 +110,10 @@ impl Pipeline {
             event.server_name.clone_from(&self.server_name);
         }
         for (key, value) in &self.contexts {
-            event.contexts.entry(key.clone()).or_insert_with(|| value.clone());
+            event
+                .contexts
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
     }
 }
@@ -122,7 +127,10 @@ fn default_contexts() -> Map {
     }
     let mut rust = serde_json::Map::new();
     rust.insert("name".into(), Value::from("rustc"));
-    rust.insert("version".into(), Value::from(env!("ERRORWATCH_RUSTC_VERSION")));
+    rust.insert(
+        "version".into(),
+        Value::from(env!("ERRORWATCH_RUSTC_VERSION")),
+    );
     let mut contexts = Map::new();
     contexts.insert("os".into(), Value::Object(os));
     contexts.insert("rust".into(), Value::Object(rust));
@@ -137,5 +145,7 @@ fn host_name() -> Option<String> {
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_owned())
 }

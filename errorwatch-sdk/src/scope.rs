@@ -153,13 +153,22 @@ impl Scope {
             event.level = level;
         }
         for (key, value) in data.tags.iter() {
-            event.tags.entry(key.clone()).or_insert_with(|| value.clone());
+            event
+                .tags
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
         for (key, value) in data.extra.iter() {
-            event.extra.entry(key.clone()).or_insert_with(|| value.clone());
+            event
+                .extra
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
         for (key, value) in data.contexts.iter() {
-            event.contexts.entry(key.clone()).or_insert_with(|| value.clone());
+            event
+                .contexts
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
         if event.user.is_none() {
             event.user = data.user.as_deref().cloned();
@@ -171,7 +180,10 @@ impl Scope {
             event.request = data.request.as_deref().cloned();
         }
         if event.url.is_none() {
-            event.url = event.request.as_ref().and_then(|request| request.url.clone());
+            event.url = event
+                .request
+                .as_ref()
+                .and_then(|request| request.url.clone());
         }
         let room = max_breadcrumbs.saturating_sub(event.breadcrumbs.len());
         if room > 0 && data.breadcrumbs.len > 0 {

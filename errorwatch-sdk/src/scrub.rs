@@ -134,7 +134,12 @@ impl Scrubber {
         let words: Vec<String> = DEFAULT_KEYS
             .iter()
             .map(|word| regex::escape(word))
-            .chain(options.keys.iter().map(|word| regex::escape(&word.to_lowercase())))
+            .chain(
+                options
+                    .keys
+                    .iter()
+                    .map(|word| regex::escape(&word.to_lowercase())),
+            )
             .collect();
         let words = words.join("|");
         let params = SECRET_PARAMS.join("|");
@@ -188,7 +193,9 @@ impl Scrubber {
         let rules = rules
             .into_iter()
             .filter_map(|(pattern, rewrite)| {
-                compile(&pattern).ok().map(|regex| ValueRule { regex, rewrite })
+                compile(&pattern)
+                    .ok()
+                    .map(|regex| ValueRule { regex, rewrite })
             })
             .collect();
         Some(Scrubber {
@@ -212,7 +219,9 @@ impl Scrubber {
         let mut out = Cow::Borrowed(text);
         for index in matched.iter() {
             let rule = &self.rules[index];
-            let replaced = rule.regex.replace_all(&out, |caps: &Captures<'_>| rewrite(rule, caps));
+            let replaced = rule
+                .regex
+                .replace_all(&out, |caps: &Captures<'_>| rewrite(rule, caps));
             if let Cow::Owned(new) = replaced {
                 out = Cow::Owned(new);
             }
@@ -372,16 +381,34 @@ mod tests {
     #[test]
     fn value_rules_keep_the_shape_and_drop_the_secret() {
         let s = scrubber();
-        assert_eq!(s.scrub_str("Authorization: Bearer abc.def-123456"), "Authorization: [Filtered]");
-        assert_eq!(s.scrub_str("sent Bearer abcdef123456"), "sent Bearer [Filtered]");
+        assert_eq!(
+            s.scrub_str("Authorization: Bearer abc.def-123456"),
+            "Authorization: [Filtered]"
+        );
+        assert_eq!(
+            s.scrub_str("sent Bearer abcdef123456"),
+            "sent Bearer [Filtered]"
+        );
         assert_eq!(
             s.scrub_str("GET https://bob:hunter2@example.com/x?id=1&token=abc&key=k1"),
             "GET https://[Filtered]@example.com/x?id=1&token=[Filtered]&key=[Filtered]"
         );
-        assert_eq!(s.scrub_str("password=hunter2 user=bob"), "password=[Filtered] user=bob");
-        assert_eq!(s.scrub_str(r#"{"api_key": "abc123"}"#), r#"{"api_key": "[Filtered]"}"#);
-        assert_eq!(s.scrub_str("card 4111111111111111 ok"), "card [Filtered] ok");
-        assert_eq!(s.scrub_str("order 4111111111111112 ok"), "order 4111111111111112 ok");
+        assert_eq!(
+            s.scrub_str("password=hunter2 user=bob"),
+            "password=[Filtered] user=bob"
+        );
+        assert_eq!(
+            s.scrub_str(r#"{"api_key": "abc123"}"#),
+            r#"{"api_key": "[Filtered]"}"#
+        );
+        assert_eq!(
+            s.scrub_str("card 4111111111111111 ok"),
+            "card [Filtered] ok"
+        );
+        assert_eq!(
+            s.scrub_str("order 4111111111111112 ok"),
+            "order 4111111111111112 ok"
+        );
     }
 
     #[test]
@@ -405,7 +432,13 @@ mod tests {
     #[test]
     fn keys_are_matched_by_substring_case_insensitively() {
         let s = scrubber();
-        for key in ["Authorization", "X-Api-Key", "DB_PASSWORD", "set-cookie", "sessionid"] {
+        for key in [
+            "Authorization",
+            "X-Api-Key",
+            "DB_PASSWORD",
+            "set-cookie",
+            "sessionid",
+        ] {
             assert!(s.is_sensitive_key(key), "{key}");
         }
         for key in ["user_agent", "content-type", "request_id"] {

@@ -80,10 +80,18 @@ impl InAppRules {
     /// Whether a frame of `function` defined in `filename` is the application's.
     pub fn is_in_app(&self, function: &str, filename: Option<&str>) -> bool {
         let path = type_path(function);
-        if self.include.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+        if self
+            .include
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+        {
             return true;
         }
-        if self.exclude.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+        if self
+            .exclude
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+        {
             return false;
         }
         let crate_name = path.split("::").next().unwrap_or(path);
@@ -189,7 +197,8 @@ impl RawStack {
             if let Some(entry) = (0..names.len()).find(|&i| starts_with_any(i, PANIC_ENTRY)) {
                 first = entry + 1;
                 while first < names.len()
-                    && (starts_with_any(first, PANIC_ENTRY) || starts_with_any(first, PANIC_TRAMPOLINES))
+                    && (starts_with_any(first, PANIC_ENTRY)
+                        || starts_with_any(first, PANIC_TRAMPOLINES))
                 {
                     first += 1;
                 }
@@ -202,7 +211,12 @@ impl RawStack {
                 .map_or(0, |deepest| deepest + 1);
         }
         let mut frames = Vec::new();
-        for (symbol, function) in symbols.iter().zip(names).skip(first).take(crate::limits::FRAMES) {
+        for (symbol, function) in symbols
+            .iter()
+            .zip(names)
+            .skip(first)
+            .take(crate::limits::FRAMES)
+        {
             let filename = symbol.filename().map(|path| path.display().to_string());
             let in_app = function
                 .as_deref()
@@ -275,7 +289,10 @@ mod tests {
         let rules = InAppRules::default();
         assert!(rules.is_in_app("my_service::handlers::create", Some("src/handlers.rs")));
         assert!(!rules.is_in_app("tokio::runtime::park", None));
-        assert!(!rules.is_in_app("<core::pin::Pin<P> as core::future::future::Future>::poll", None));
+        assert!(!rules.is_in_app(
+            "<core::pin::Pin<P> as core::future::future::Future>::poll",
+            None
+        ));
         assert!(!rules.is_in_app(
             "serde_json::de::from_str",
             Some("/home/u/.cargo/registry/src/index/serde_json-1.0/src/de.rs")
@@ -307,6 +324,10 @@ mod tests {
             "the capture machinery is trimmed off the top: {first}"
         );
         assert!(event.stack.as_deref().unwrap_or("").starts_with("    at "));
-        assert!(event.file.as_deref().unwrap_or("").ends_with("stacktrace.rs"));
+        assert!(event
+            .file
+            .as_deref()
+            .unwrap_or("")
+            .ends_with("stacktrace.rs"));
     }
 }

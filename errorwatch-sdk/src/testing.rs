@@ -55,7 +55,10 @@ pub async fn capture_events_async(future: impl Future<Output = ()>) -> Vec<Event
 }
 
 /// Awaits `future` and returns the events it captured, prepared with `options`.
-pub async fn capture_events_async_with(options: Options, future: impl Future<Output = ()>) -> Vec<Event> {
+pub async fn capture_events_async_with(
+    options: Options,
+    future: impl Future<Output = ()>,
+) -> Vec<Event> {
     let (client, events) = Client::in_memory(options);
     hub::bind_future(future, binding(client)).await;
     take(&events)

@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use errorwatch_sdk::{
-    add_breadcrumb, capture_error, capture_message, configure_scope, testing, with_scope, Breadcrumb,
-    Level, ScopeFutureExt, User,
+    add_breadcrumb, capture_error, capture_message, configure_scope, testing, with_scope,
+    Breadcrumb, Level, ScopeFutureExt, User,
 };
 use support::*;
 
@@ -33,9 +33,17 @@ async fn task(i: usize) {
 }
 
 fn check(event: &serde_json::Value) {
-    let task = event["tags"]["task"].as_str().expect("every event has its task tag");
-    let user = event["user"]["id"].as_str().expect("every event has its user");
-    assert_eq!(user, format!("user-{task}"), "user of another task: {event}");
+    let task = event["tags"]["task"]
+        .as_str()
+        .expect("every event has its task tag");
+    let user = event["user"]["id"]
+        .as_str()
+        .expect("every event has its user");
+    assert_eq!(
+        user,
+        format!("user-{task}"),
+        "user of another task: {event}"
+    );
     assert_eq!(event["user_id"], format!("user-{task}"));
     if let Some(message) = event["message"].as_str() {
         assert_eq!(message, format!("message from {task}"));
@@ -44,7 +52,10 @@ fn check(event: &serde_json::Value) {
     assert_eq!(crumbs.len(), 3, "its own three breadcrumbs: {event}");
     for crumb in crumbs {
         let text = crumb["message"].as_str().expect("crumb message");
-        assert!(text.starts_with(&format!("task-{task}-step-")), "{text} in task {task}'s event");
+        assert!(
+            text.starts_with(&format!("task-{task}-step-")),
+            "{text} in task {task}'s event"
+        );
     }
 }
 
@@ -68,14 +79,24 @@ fn interleaved_tasks_over_real_http_keep_their_own_context() {
         }
     });
     assert!(client.flush(Duration::from_secs(20)));
-    assert_eq!(client.stats().sent as usize, 2 * TASKS, "{:?}", client.stats());
+    assert_eq!(
+        client.stats().sent as usize,
+        2 * TASKS,
+        "{:?}",
+        client.stats()
+    );
     let requests = server.requests();
     assert_eq!(requests.len(), 2 * TASKS);
     let mut tasks_seen = std::collections::BTreeSet::new();
     for request in &requests {
         let event = request.json();
         check(&event);
-        tasks_seen.insert(event["tags"]["task"].as_str().unwrap_or_default().to_owned());
+        tasks_seen.insert(
+            event["tags"]["task"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     assert_eq!(tasks_seen.len(), TASKS);
 }
@@ -98,8 +119,15 @@ async fn spawned_tasks_carry_a_fork_of_the_context_along() {
     assert_eq!(events.len(), 2);
     let child = &events[0];
     let parent = &events[1];
-    assert_eq!((child.tag("request"), child.tag("child")), (Some("r-1"), Some("yes")));
-    assert_eq!((parent.tag("request"), parent.tag("child")), (Some("r-1"), None), "the fork's changes stay in the fork");
+    assert_eq!(
+        (child.tag("request"), child.tag("child")),
+        (Some("r-1"), Some("yes"))
+    );
+    assert_eq!(
+        (parent.tag("request"), parent.tag("child")),
+        (Some("r-1"), None),
+        "the fork's changes stay in the fork"
+    );
 }
 
 #[test]

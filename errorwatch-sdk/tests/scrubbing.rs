@@ -5,32 +5,59 @@ mod support;
 
 use std::time::Duration;
 
-use errorwatch_sdk::{Breadcrumb, Event, Exception, Frame, Level, Options, Request, ScrubOptions, User};
+use errorwatch_sdk::{
+    Breadcrumb, Event, Exception, Frame, Level, Options, Request, ScrubOptions, User,
+};
 use serde_json::json;
 use support::*;
 
-const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+const JWT: &str =
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
 const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7PEMSECRETbody\nmorePEMSECRETbody==\n-----END RSA PRIVATE KEY-----";
 const OTHER_KEY: &str = "ew_live_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
 
 /// Each secret, and a fragment of it that must not appear anywhere in the bodies.
 fn secrets() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("Authorization: Bearer sk9TOKENvalue123456", "sk9TOKENvalue123456"),
-        ("token sent was Bearer BEARERsecret98765", "BEARERsecret98765"),
+        (
+            "Authorization: Bearer sk9TOKENvalue123456",
+            "sk9TOKENvalue123456",
+        ),
+        (
+            "token sent was Bearer BEARERsecret98765",
+            "BEARERsecret98765",
+        ),
         (JWT, "dozjgNryP4J3jVmNHl0w5N"),
-        ("postgres://admin:SuperSecretPw1@db.internal:5432/app", "SuperSecretPw1"),
-        ("https://api.example.com/v1?api_key=QUERYSECRET123&page=2", "QUERYSECRET123"),
-        ("https://maps.example.com/?key=SHORTKEYSECRET&q=x", "SHORTKEYSECRET"),
-        ("login failed password=hunter2secret for bob", "hunter2secret"),
+        (
+            "postgres://admin:SuperSecretPw1@db.internal:5432/app",
+            "SuperSecretPw1",
+        ),
+        (
+            "https://api.example.com/v1?api_key=QUERYSECRET123&page=2",
+            "QUERYSECRET123",
+        ),
+        (
+            "https://maps.example.com/?key=SHORTKEYSECRET&q=x",
+            "SHORTKEYSECRET",
+        ),
+        (
+            "login failed password=hunter2secret for bob",
+            "hunter2secret",
+        ),
         (r#"{"client_secret": "JSONSECRETvalue"}"#, "JSONSECRETvalue"),
-        ("aws key AKIAIOSFODNN7EXAMPLE in config", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "aws key AKIAIOSFODNN7EXAMPLE in config",
+            "AKIAIOSFODNN7EXAMPLE",
+        ),
         ("paid with 4111 1111 1111 1111 today", "4111 1111 1111 1111"),
         ("card 5500000000000004 declined", "5500000000000004"),
         (PEM, "PEMSECRET"),
         (OTHER_KEY, "AbCdEfGhIjKlMnOpQrStUvWxYz"),
         (API_KEY, "TESTKEYtestkey"),
-        ("github ghp_abcdefghijklmnopqrstuvwxyz0123456789AB", "ghp_abcdefghijklmnop"),
+        (
+            "github ghp_abcdefghijklmnopqrstuvwxyz0123456789AB",
+            "ghp_abcdefghijklmnop",
+        ),
         ("stripe sk_live_STRIPEsecret12345678", "STRIPEsecret"),
     ]
 }
@@ -56,26 +83,41 @@ fn event_full_of(secret: &str) -> Event {
         lineno: Some(1),
         ..Frame::default()
     }];
-    event.url = Some(format!("https://svc.example.com/cb?q={}", secret.replace(' ', "+")));
+    event.url = Some(format!(
+        "https://svc.example.com/cb?q={}",
+        secret.replace(' ', "+")
+    ));
     event.tags.insert("note".into(), format!("tag {secret}"));
     event.tags.insert("password".into(), "TAGKEYSECRET".into());
-    event.extra.insert("note".into(), json!(format!("extra {secret}")));
+    event
+        .extra
+        .insert("note".into(), json!(format!("extra {secret}")));
     event.extra.insert(
         "nested".into(),
         json!({ "db": { "password": "NESTEDKEYSECRET", "notes": [format!("deep {secret}")] } }),
     );
-    event.contexts.insert("auth".into(), json!({ "session": "CTXKEYSECRET" }));
-    event.contexts.insert("app".into(), json!({ "note": format!("ctx {secret}") }));
+    event
+        .contexts
+        .insert("auth".into(), json!({ "session": "CTXKEYSECRET" }));
+    event
+        .contexts
+        .insert("app".into(), json!({ "note": format!("ctx {secret}") }));
     event.user = Some(User {
         id: Some("u-1".into()),
         username: Some(format!("user {secret}")),
         ..User::default()
     });
     event.request = Some(Request {
-        url: Some(format!("https://svc.example.com/login?token=URLTOKENSECRET&x={}", secret.len())),
+        url: Some(format!(
+            "https://svc.example.com/login?token=URLTOKENSECRET&x={}",
+            secret.len()
+        )),
         method: Some("POST".into()),
         headers: [
-            ("Authorization".to_owned(), "Basic SEADERBASICSECRET".to_owned()),
+            (
+                "Authorization".to_owned(),
+                "Basic SEADERBASICSECRET".to_owned(),
+            ),
             ("Cookie".to_owned(), "sid=COOKIEKEYSECRET".to_owned()),
             ("X-Api-Key".to_owned(), "HEADERKEYSECRET".to_owned()),
             ("X-Note".to_owned(), format!("header {secret}")),
@@ -129,7 +171,10 @@ fn no_secret_from_the_corpus_reaches_the_wire() {
     assert_eq!(bodies.len(), corpus.len());
     for body in &bodies {
         for (secret, fragment) in &corpus {
-            assert!(!body.contains(fragment), "{fragment:?} (from {secret:?}) leaked: {body}");
+            assert!(
+                !body.contains(fragment),
+                "{fragment:?} (from {secret:?}) leaked: {body}"
+            );
         }
         for fragment in KEY_SECRETS {
             assert!(!body.contains(fragment), "{fragment} leaked: {body}");
@@ -156,12 +201,18 @@ fn users_add_keys_and_patterns_or_switch_scrubbing_off() {
     let custom = ScrubOptions::default()
         .key("ssn")
         .pattern(regex::Regex::new(r"ACME-\d{6}").expect("pattern"));
-    let events = errorwatch_sdk::testing::capture_events_with(Options::default().scrub(custom), || {
-        let mut event = Event::message("ticket ACME-123456 opened", Level::Info);
-        event.extra.insert("customer_ssn".into(), json!("123-45-6789"));
-        errorwatch_sdk::capture_event(event);
-    });
-    assert_eq!(events[0].message.as_deref(), Some("ticket [Filtered] opened"));
+    let events =
+        errorwatch_sdk::testing::capture_events_with(Options::default().scrub(custom), || {
+            let mut event = Event::message("ticket ACME-123456 opened", Level::Info);
+            event
+                .extra
+                .insert("customer_ssn".into(), json!("123-45-6789"));
+            errorwatch_sdk::capture_event(event);
+        });
+    assert_eq!(
+        events[0].message.as_deref(),
+        Some("ticket [Filtered] opened")
+    );
     assert_eq!(events[0].extra["customer_ssn"], "[Filtered]");
 
     let raw = errorwatch_sdk::testing::capture_events_with(
@@ -176,7 +227,9 @@ fn users_add_keys_and_patterns_or_switch_scrubbing_off() {
 #[test]
 fn before_send_additions_are_scrubbed_too() {
     let options = Options::default().before_send(|mut event| {
-        event.tags.insert("added".into(), "Bearer ADDEDINHOOK12345".into());
+        event
+            .tags
+            .insert("added".into(), "Bearer ADDEDINHOOK12345".into());
         Some(event)
     });
     let events = errorwatch_sdk::testing::capture_events_with(options, || {

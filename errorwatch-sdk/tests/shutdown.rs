@@ -12,14 +12,21 @@ use support::*;
 fn guard_drop_is_bounded_against_a_black_hole_and_delivers_to_a_healthy_server() {
     // Healthy: the free functions go through the global client, and drop delivers the rest.
     let server = Listener::healthy();
-    let guard = errorwatch_sdk::init(options(&server.url).environment("test").release("svc@1.0.0"));
+    let guard = errorwatch_sdk::init(
+        options(&server.url)
+            .environment("test")
+            .release("svc@1.0.0"),
+    );
     configure_scope(|scope| scope.set_tag("service", "billing"));
     capture_message("hello", Level::Warning);
     capture_error(&"x".parse::<i32>().unwrap_err());
     assert!(flush(Duration::from_secs(5)));
     let client = guard.clone();
     drop(guard);
-    assert!(errorwatch_sdk::Client::current().is_none(), "drop uninstalls the client");
+    assert!(
+        errorwatch_sdk::Client::current().is_none(),
+        "drop uninstalls the client"
+    );
     assert_eq!(client.stats().sent, 2);
     let events: Vec<_> = server.requests().iter().map(|r| r.json()).collect();
     assert_eq!(events[0]["level"], "warning");
@@ -28,8 +35,17 @@ fn guard_drop_is_bounded_against_a_black_hole_and_delivers_to_a_healthy_server()
     assert_eq!(events[0]["tags"]["service"], "billing");
     assert_eq!(events[1]["exception"]["type"], "ParseIntError");
     let file = events[1]["file"].as_str().unwrap_or_default();
-    assert!(file.ends_with("shutdown.rs"), "the culprit is the in-app frame that captured: {file}");
-    assert!(events[1]["frames"][0]["in_app"].as_bool().is_some_and(|b| b), "{}", events[1]["frames"][0]);
+    assert!(
+        file.ends_with("shutdown.rs"),
+        "the culprit is the in-app frame that captured: {file}"
+    );
+    assert!(
+        events[1]["frames"][0]["in_app"]
+            .as_bool()
+            .is_some_and(|b| b),
+        "{}",
+        events[1]["frames"][0]
+    );
 
     // Black hole: drop waits for the shutdown timeout, no longer, and counts the loss.
     let hole = Listener::start(|_| Reply::Silence);
@@ -40,7 +56,10 @@ fn guard_drop_is_bounded_against_a_black_hole_and_delivers_to_a_healthy_server()
     }
     let client = guard.clone();
     let ((), took) = timed(|| drop(guard));
-    assert!(took < timeout + Duration::from_millis(250), "drop took {took:?}");
+    assert!(
+        took < timeout + Duration::from_millis(250),
+        "drop took {took:?}"
+    );
     let stats = client.stats();
     assert_eq!(stats.lost_at_shutdown, 50, "{stats:?}");
     assert_accounted(&stats);

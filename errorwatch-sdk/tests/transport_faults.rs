@@ -46,7 +46,9 @@ fn healthy_server_receives_every_event_with_the_key_header() {
     assert_eq!(body["platform"], "rust");
     assert_eq!(body["sdk"]["name"], "errorwatch.rust");
     assert!(body["event_id"].as_str().is_some_and(|id| id.len() == 32));
-    assert!(body["timestamp"].as_str().is_some_and(|ts| ts.ends_with('Z')));
+    assert!(body["timestamp"]
+        .as_str()
+        .is_some_and(|ts| ts.ends_with('Z')));
 }
 
 #[test]
@@ -54,12 +56,18 @@ fn server_down_fails_fast_and_opens_the_breaker() {
     let client = client(options(&dead_url()));
     assert!(capture_many(&client, 200) < CALLER_BOUND);
     let (flushed, took) = timed(|| client.flush(Duration::from_secs(5)));
-    assert!(flushed, "connection refused is quick: everything is accounted for");
+    assert!(
+        flushed,
+        "connection refused is quick: everything is accounted for"
+    );
     assert!(took < Duration::from_secs(5) + SLACK);
     let stats = client.stats();
     assert_eq!(stats.sent, 0);
     assert_eq!(stats.failed, 200, "{stats:?}");
-    assert!(stats.retried >= 2, "the first failures were retried: {stats:?}");
+    assert!(
+        stats.retried >= 2,
+        "the first failures were retried: {stats:?}"
+    );
     assert!(
         stats.retried < 200,
         "the circuit breaker stopped the retries long before 200 events: {stats:?}"
@@ -77,7 +85,10 @@ fn black_holed_server_bounds_flush_and_shutdown() {
     let deadline = Duration::from_millis(300);
     let (flushed, took) = timed(|| client.flush(deadline));
     assert!(!flushed, "nothing can be delivered to a black hole");
-    assert!(took >= deadline && took < deadline + SLACK, "flush took {took:?}");
+    assert!(
+        took >= deadline && took < deadline + SLACK,
+        "flush took {took:?}"
+    );
 
     let (closed, took) = timed(|| client.close(deadline));
     assert!(!closed);
@@ -86,12 +97,15 @@ fn black_holed_server_bounds_flush_and_shutdown() {
     assert_eq!(stats.sent, 0);
     assert_eq!(stats.lost_at_shutdown, 200, "{stats:?}");
     assert_accounted(&stats);
-    assert!(client.capture_message("after close", Level::Error).is_none());
+    assert!(client
+        .capture_message("after close", Level::Error)
+        .is_none());
 }
 
 #[test]
 fn slow_server_is_cut_off_by_the_request_timeout() {
-    let server = Listener::start(|_| Reply::After(Duration::from_secs(30), Box::new(Reply::accepted())));
+    let server =
+        Listener::start(|_| Reply::After(Duration::from_secs(30), Box::new(Reply::accepted())));
     let client = client(
         options(&server.url)
             .request_timeout(Duration::from_millis(200))
@@ -99,7 +113,10 @@ fn slow_server_is_cut_off_by_the_request_timeout() {
     );
     capture_many(&client, 3);
     let (flushed, took) = timed(|| client.flush(Duration::from_secs(5)));
-    assert!(flushed, "each attempt times out after 200 ms, so everything ends quickly");
+    assert!(
+        flushed,
+        "each attempt times out after 200 ms, so everything ends quickly"
+    );
     assert!(took < Duration::from_secs(3), "flush took {took:?}");
     let stats = client.stats();
     assert_eq!((stats.sent, stats.failed), (0, 3), "{stats:?}");
@@ -121,12 +138,22 @@ fn connection_reset_is_retried_then_counted_as_failed() {
 
 #[test]
 fn reset_once_then_accepted_is_delivered() {
-    let server = Listener::start(|n| if n == 0 { Reply::Reset } else { Reply::accepted() });
+    let server = Listener::start(|n| {
+        if n == 0 {
+            Reply::Reset
+        } else {
+            Reply::accepted()
+        }
+    });
     let client = client(options(&server.url));
     client.capture_message("second time lucky", Level::Error);
     assert!(client.flush(Duration::from_secs(5)));
     let stats = client.stats();
-    assert_eq!((stats.sent, stats.retried, stats.failed), (1, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.retried, stats.failed),
+        (1, 1, 0),
+        "{stats:?}"
+    );
 }
 
 async fn wiremock_with(status: u16, times: Option<u64>, retry_after: Option<&str>) -> MockServer {
@@ -168,7 +195,11 @@ async fn server_error_then_accepted_is_retried_and_delivered() {
     client.capture_message("flaky", Level::Error);
     assert!(flush(&client, Duration::from_secs(5)).await);
     let stats = client.stats();
-    assert_eq!((stats.sent, stats.retried, stats.failed), (1, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.retried, stats.failed),
+        (1, 1, 0),
+        "{stats:?}"
+    );
     assert_eq!(requests(&server).await, 2);
 }
 
@@ -179,7 +210,11 @@ async fn service_unavailable_is_retried_twice_then_failed() {
     client.capture_message("unavailable", Level::Error);
     assert!(flush(&client, Duration::from_secs(5)).await);
     let stats = client.stats();
-    assert_eq!((stats.sent, stats.retried, stats.failed), (0, 2, 1), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.retried, stats.failed),
+        (0, 2, 1),
+        "{stats:?}"
+    );
     assert_eq!(requests(&server).await, 3);
     assert_accounted(&stats);
 }
@@ -205,7 +240,10 @@ async fn too_many_requests_with_retry_after_pauses_then_resumes() {
 
     // Retry-After: 1 means one second; wait for it to pass, by the clock, then send again.
     let paused_until = std::time::Instant::now() + Duration::from_millis(1100);
-    assert!(wait_for(Duration::from_secs(3), || std::time::Instant::now() >= paused_until));
+    assert!(wait_for(
+        Duration::from_secs(3),
+        || std::time::Instant::now() >= paused_until
+    ));
     client.capture_message("after the pause", Level::Error);
     assert!(flush(&client, Duration::from_secs(5)).await);
     assert_eq!(client.stats().sent, 1);
@@ -234,15 +272,23 @@ async fn payload_too_large_and_bad_request_are_dropped_without_retry() {
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = lines.clone();
         let client = client(
-            options(&server.uri()).diagnostics_hook(move |line| sink.lock().expect("lines").push(line.to_owned())),
+            options(&server.uri())
+                .diagnostics_hook(move |line| sink.lock().expect("lines").push(line.to_owned())),
         );
         client.capture_message("refused", Level::Error);
         assert!(flush(&client, Duration::from_secs(5)).await);
         let stats = client.stats();
-        assert_eq!((stats.dropped_rejected, stats.retried), (1, 0), "{status}: {stats:?}");
+        assert_eq!(
+            (stats.dropped_rejected, stats.retried),
+            (1, 0),
+            "{status}: {stats:?}"
+        );
         assert_eq!(requests(&server).await, 1, "{status} is not retried");
         let lines = lines.lock().expect("lines");
-        assert!(lines.iter().any(|line| line.contains(&status.to_string())), "{lines:?}");
+        assert!(
+            lines.iter().any(|line| line.contains(&status.to_string())),
+            "{lines:?}"
+        );
         assert!(
             lines.iter().all(|line| !line.contains(API_KEY)),
             "diagnostics never show the key"
@@ -292,10 +338,15 @@ fn the_circuit_breaker_recovers_after_its_pause() {
             }
             seen.extend_from_slice(&buffer[..n]);
         }
-        let _ = stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+        let _ = stream.write_all(
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+        );
     });
     let reopened = std::time::Instant::now() + Duration::from_millis(350);
-    assert!(wait_for(Duration::from_secs(2), || std::time::Instant::now() >= reopened));
+    assert!(wait_for(
+        Duration::from_secs(2),
+        || std::time::Instant::now() >= reopened
+    ));
     client.capture_message("probe", Level::Error);
     assert!(client.flush(Duration::from_secs(5)));
     assert_eq!(client.stats().sent, 1, "{:?}", client.stats());

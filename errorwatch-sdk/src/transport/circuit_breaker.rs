@@ -95,6 +95,9 @@ mod tests {
         let much_later = later + Duration::from_secs(31);
         assert!(breaker.allows(much_later));
         breaker.on_success();
-        assert!(breaker.allows(much_later) && breaker.allows(much_later), "closed again");
+        assert!(
+            breaker.allows(much_later) && breaker.allows(much_later),
+            "closed again"
+        );
     }
 }

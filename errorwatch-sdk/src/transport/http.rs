@@ -77,7 +77,9 @@ impl HttpSender {
                             .headers()
                             .get(RETRY_AFTER)
                             .and_then(|value| value.to_str().ok());
-                        let backoff = self.rate_limit.on_too_many_requests(retry_after, Instant::now());
+                        let backoff = self
+                            .rate_limit
+                            .on_too_many_requests(retry_after, Instant::now());
                         diagnostics.log(format_args!(
                             "rate limited by the server (429); pausing for {backoff:?}"
                         ));
@@ -103,7 +105,10 @@ impl HttpSender {
                         attempt + 1
                     ));
                 } else {
-                    diagnostics.log(format_args!("{failure}; giving up after {} attempts", attempt + 1));
+                    diagnostics.log(format_args!(
+                        "{failure}; giving up after {} attempts",
+                        attempt + 1
+                    ));
                 }
                 return Outcome::Failed;
             }

@@ -152,8 +152,9 @@ impl Queue {
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let target = self.progress.queued.load(Ordering::SeqCst);
-        self.progress
-            .wait_until(deadline, |state| state.done >= target || state.worker_exited)
+        self.progress.wait_until(deadline, |state| {
+            state.done >= target || state.worker_exited
+        })
     }
 
     /// Flushes, stops the worker, and counts what was not finished by the deadline as lost.
@@ -162,13 +163,21 @@ impl Queue {
         let deadline = Instant::now() + timeout;
         let flushed = self.flush(timeout);
         self.stop.notify_one();
-        let exited = self.progress.wait_until(deadline, |state| state.worker_exited);
+        let exited = self
+            .progress
+            .wait_until(deadline, |state| state.worker_exited);
         {
-            let mut state = self.progress.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self
+                .progress
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if !state.finalized {
                 state.finalized = true;
                 let queued = self.progress.queued.load(Ordering::SeqCst);
-                self.progress.counters.lost(queued.saturating_sub(state.done));
+                self.progress
+                    .counters
+                    .lost(queued.saturating_sub(state.done));
             }
         }
         if exited {

@@ -52,11 +52,23 @@ mod tests {
         let limit = RateLimit::new(Duration::from_secs(60));
         let now = Instant::now();
         assert!(!limit.is_limited(now));
-        assert_eq!(limit.on_too_many_requests(Some("2"), now), Duration::from_secs(2));
+        assert_eq!(
+            limit.on_too_many_requests(Some("2"), now),
+            Duration::from_secs(2)
+        );
         assert!(limit.is_limited(now + Duration::from_secs(1)));
         assert!(!limit.is_limited(now + Duration::from_secs(3)));
-        assert_eq!(limit.on_too_many_requests(None, now), Duration::from_secs(60));
-        assert_eq!(limit.on_too_many_requests(Some("soon"), now), Duration::from_secs(60));
-        assert_eq!(limit.on_too_many_requests(Some("99999999"), now), MAX_BACKOFF);
+        assert_eq!(
+            limit.on_too_many_requests(None, now),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            limit.on_too_many_requests(Some("soon"), now),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            limit.on_too_many_requests(Some("99999999"), now),
+            MAX_BACKOFF
+        );
     }
 }

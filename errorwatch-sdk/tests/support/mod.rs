@@ -77,7 +77,9 @@ impl Listener {
         let recorded = requests.clone();
         runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (recorded, behaviour) = (recorded.clone(), behaviour.clone());
                 tokio::spawn(serve(stream, recorded, behaviour));
             }
@@ -114,7 +116,9 @@ impl Drop for Listener {
 async fn serve(mut stream: TcpStream, recorded: Arc<Mutex<Vec<Recorded>>>, behaviour: Behaviour) {
     let mut buffer = Vec::new();
     loop {
-        let Some(request) = read_request(&mut stream, &mut buffer).await else { return };
+        let Some(request) = read_request(&mut stream, &mut buffer).await else {
+            return;
+        };
         let index = {
             let mut all = recorded.lock().expect("requests");
             all.push(request);
