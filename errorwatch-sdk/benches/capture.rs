@@ -1,1 +1,242 @@
-fn main() {}
+//! `cargo bench -p errorwatch-sdk --bench capture`
+//!
+//! Prints, in one run:
+//! - the caller-thread cost of `capture_message`, `capture_error` and `capture_error` with a
+//!   stack trace, next to a bare bounded-channel hand-off measured the same way (the floor);
+//! - how many events of a 20 000-capture burst reach a healthy local server;
+//! - how late `flush` and shutdown return against a black-holed and a slow server;
+//! - peak memory after 1 000 000 captures with the server down (in a child process, so the
+//!   other phases do not inflate its high-water mark).
+//!
+//! Timings are reported as the median of several batches with the min..max spread.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use errorwatch_sdk::{Client, Level, Options};
+use support::{dead_url, options, Listener, Reply};
+
+const BATCHES: usize = 15;
+const PER_BATCH: usize = 2_000;
+const MEMORY_MODE: &str = "ERRORWATCH_BENCH_MEMORY";
+
+fn main() {
+    if std::env::var_os(MEMORY_MODE).is_some() {
+        memory_child();
+        return;
+    }
+    // `cargo bench` passes `--bench`; accept and ignore libtest-style arguments.
+    println!("errorwatch-sdk capture benchmark ({} batches x {} calls)", BATCHES, PER_BATCH);
+    println!("machine: {} cores, {}", available_cores(), cpu_model());
+    caller_costs();
+    burst();
+    deadlines();
+    memory();
+}
+
+/// Per-call cost of one batch, in nanoseconds.
+fn batch(mut f: impl FnMut(usize)) -> f64 {
+    let started = Instant::now();
+    for i in 0..PER_BATCH {
+        f(i);
+    }
+    started.elapsed().as_nanos() as f64 / PER_BATCH as f64
+}
+
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn spread(mut samples: Vec<f64>) -> Spread {
+    samples.sort_by(f64::total_cmp);
+    Spread {
+        median: samples[samples.len() / 2],
+        min: samples[0],
+        max: samples[samples.len() - 1],
+    }
+}
+
+fn show(name: &str, s: &Spread, floor: Option<f64>) {
+    let ratio = floor.map(|f| format!("  ({:.1}x the hand-off floor)", s.median / f)).unwrap_or_default();
+    println!(
+        "  {name:<34} {:>9.0} ns/call  [{:.0} .. {:.0}]{ratio}",
+        s.median, s.min, s.max
+    );
+}
+
+fn caller_costs() {
+    println!("\ncaller-thread cost per call (median [min .. max] of {BATCHES} batches)");
+
+    // The floor: a bare bounded tokio channel hand-off of an event-sized value, drained by
+    // another thread, as the SDK's queue is by its worker.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Box<[u64; 96]>>(PER_BATCH * 2);
+    let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let floor = spread(
+        (0..BATCHES)
+            .map(|_| batch(|i| drop(black_box(tx.try_send(Box::new([i as u64; 96]))))))
+            .collect(),
+    );
+    drop(tx);
+    let _ = drain.join();
+    show("bounded channel hand-off (floor)", &floor, None);
+
+    let server = Listener::healthy();
+    let client = Client::new(options(&server.url).queue_capacity(PER_BATCH * 2)).expect("client");
+    let error = "12a".parse::<u32>().expect_err("not a number");
+    let without_stack = Client::new(
+        options(&server.url)
+            .queue_capacity(PER_BATCH * 2)
+            .attach_stacktrace(false),
+    )
+    .expect("client");
+
+    let mut measure = |name: &str, client: &Client, f: &dyn Fn(&Client, usize)| {
+        let mut samples = Vec::new();
+        for _ in 0..BATCHES {
+            samples.push(batch(|i| f(client, i)));
+            // Drain between batches (not timed) so every capture is queued, never dropped.
+            client.flush(Duration::from_secs(30));
+        }
+        let stats = client.stats();
+        assert_eq!(stats.dropped_queue_full, 0, "{name}: the measurement must not hit a full queue");
+        show(name, &spread(samples), Some(floor.median));
+    };
+    measure("capture_message", &without_stack, &|c, i| {
+        black_box(c.capture_message(if i % 2 == 0 { "cache miss" } else { "db slow" }, Level::Error));
+    });
+    measure("capture_error (no stack trace)", &without_stack, &|c, _| {
+        black_box(c.capture_error(&error));
+    });
+    measure("capture_error with stack trace", &client, &|c, _| {
+        black_box(c.capture_error(&error));
+    });
+}
+
+fn burst() {
+    const BURST: usize = 20_000;
+    let server = Listener::healthy();
+    let client = Client::new(Options::new(server.url.clone(), support::API_KEY).capture_panics(false))
+        .expect("client");
+    let started = Instant::now();
+    for i in 0..BURST {
+        client.capture_message(&format!("burst event {i}"), Level::Error);
+    }
+    let capture_time = started.elapsed();
+    client.flush(Duration::from_secs(60));
+    let delivered_in = started.elapsed();
+    let stats = client.stats();
+    println!("\nburst of {BURST} captures to a healthy local server (default options)");
+    println!(
+        "  delivered {} ({:.1}%), dropped (queue full) {}, failed {}; captures took {:?}, all delivered after {:?} ({:.0} events/s)",
+        stats.sent,
+        stats.sent as f64 * 100.0 / BURST as f64,
+        stats.dropped_queue_full,
+        stats.failed,
+        capture_time,
+        delivered_in,
+        stats.sent as f64 / delivered_in.as_secs_f64()
+    );
+    println!("  server received {} requests", server.count());
+}
+
+fn deadlines() {
+    println!("\nflush and shutdown against bad servers: time past the deadline (max of 5 runs)");
+    let hole = Listener::start(|_| Reply::Silence);
+    let slow = Listener::start(|_| Reply::After(Duration::from_secs(3), Box::new(Reply::accepted())));
+    for (name, server) in [("black-holed", &hole), ("slow (3 s answers)", &slow)] {
+        let deadline = Duration::from_millis(500);
+        let mut flush_over = Duration::ZERO;
+        let mut close_over = Duration::ZERO;
+        for _ in 0..5 {
+            let client = Client::new(options(&server.url)).expect("client");
+            for i in 0..100 {
+                client.capture_message(&format!("e{i}"), Level::Error);
+            }
+            let started = Instant::now();
+            client.flush(deadline);
+            flush_over = flush_over.max(started.elapsed().saturating_sub(deadline));
+            let started = Instant::now();
+            client.close(deadline);
+            close_over = close_over.max(started.elapsed().saturating_sub(deadline));
+        }
+        println!(
+            "  {name:<20} flush(500 ms) +{:.1} ms, close(500 ms) +{:.1} ms",
+            flush_over.as_secs_f64() * 1e3,
+            close_over.as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn memory() {
+    let exe = std::env::current_exe().expect("bench binary");
+    let output = std::process::Command::new(exe)
+        .env(MEMORY_MODE, "1")
+        .output()
+        .expect("memory child runs");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+}
+
+fn memory_child() {
+    const CAPTURES: usize = 1_000_000;
+    let before = peak_rss_kib();
+    let client = Client::new(Options::new(dead_url(), support::API_KEY).capture_panics(false)).expect("client");
+    let error = "12a".parse::<u32>().expect_err("not a number");
+    let started = Instant::now();
+    for i in 0..CAPTURES {
+        if i % 2 == 0 {
+            client.capture_message("the database is unreachable", Level::Error);
+        } else {
+            client.capture_error(&error);
+        }
+    }
+    let took = started.elapsed();
+    client.close(Duration::from_secs(2));
+    let after = peak_rss_kib();
+    let stats = client.stats();
+    println!("\n{CAPTURES} captures with the server down (default options, half with stack traces)");
+    println!(
+        "  peak RSS {:.1} MiB (process before the client: {:.1} MiB, growth {:.1} MiB); captures took {:?}",
+        after as f64 / 1024.0,
+        before as f64 / 1024.0,
+        (after - before) as f64 / 1024.0,
+        took
+    );
+    println!(
+        "  dropped (queue full) {}, failed {}, lost at shutdown {}",
+        stats.dropped_queue_full, stats.failed, stats.lost_at_shutdown
+    );
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

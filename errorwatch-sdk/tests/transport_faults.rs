@@ -125,6 +125,23 @@ fn slow_server_is_cut_off_by_the_request_timeout() {
 }
 
 #[test]
+fn a_server_that_never_finishes_its_answer_is_cut_off() {
+    let server = Listener::start(|_| Reply::HeadersOnly);
+    let client = client(
+        options(&server.url)
+            .request_timeout(Duration::from_millis(200))
+            .max_retries(1),
+    );
+    client.capture_message("half an answer", Level::Error);
+    let (flushed, took) = timed(|| client.flush(Duration::from_secs(5)));
+    assert!(flushed, "the body read is bounded by the request timeout too");
+    assert!(took < Duration::from_secs(2), "flush took {took:?}");
+    let stats = client.stats();
+    assert_eq!((stats.sent, stats.failed, stats.retried), (0, 1, 1), "{stats:?}");
+    assert_eq!(server.count(), 2);
+}
+
+#[test]
 fn connection_reset_is_retried_then_counted_as_failed() {
     let server = Listener::start(|_| Reply::Reset);
     let client = client(options(&server.url));

@@ -13,6 +13,15 @@ use crate::stats::{Counters, Outcome};
 
 /// The longest pause between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How much of an answer's body is kept (for diagnostics); the rest is read and discarded.
+const MAX_ANSWER_BYTES: usize = 4096;
+
+/// What the server answered.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: String,
+}
 
 pub(crate) struct HttpSender {
     client: reqwest::Client,
@@ -20,6 +29,7 @@ pub(crate) struct HttpSender {
     api_key: HeaderValue,
     max_retries: u32,
     retry_base_delay: Duration,
+    request_timeout: Duration,
     pub(crate) rate_limit: RateLimit,
     pub(crate) breaker: CircuitBreaker,
 }
@@ -34,7 +44,9 @@ impl HttpSender {
         api_key.set_sensitive(true);
         let client = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
+            // The request timeout is applied around each whole attempt, answer included, in
+            // `attempt`: one place for that rule.
+            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("the HTTP client could not be built: {e}"))?;
@@ -44,6 +56,7 @@ impl HttpSender {
             api_key,
             max_retries: options.max_retries,
             retry_base_delay: options.retry_base_delay,
+            request_timeout: options.request_timeout,
             rate_limit: RateLimit::new(options.rate_limit_default),
             breaker: CircuitBreaker::new(
                 options.circuit_breaker_threshold,
@@ -62,54 +75,40 @@ impl HttpSender {
         let body = bytes::Bytes::from(body);
         let mut attempt = 0;
         loop {
-            let failure = match self.attempt(reqwest::Body::from(body.clone())).await {
-                Ok(response) => {
-                    let status = response.status();
-                    if status.is_success() {
-                        self.breaker.on_success();
-                        // Reading the (tiny) answer lets the connection be reused.
-                        let _ = response.bytes().await;
-                        return Outcome::Sent;
-                    }
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.breaker.on_success();
-                        let retry_after = response
-                            .headers()
-                            .get(RETRY_AFTER)
-                            .and_then(|value| value.to_str().ok());
-                        let backoff = self
-                            .rate_limit
-                            .on_too_many_requests(retry_after, Instant::now());
-                        diagnostics.log(format_args!(
-                            "rate limited by the server (429); pausing for {backoff:?}"
-                        ));
-                        return Outcome::RateLimited;
-                    }
-                    if !status.is_server_error() {
-                        self.breaker.on_success();
-                        let reason = response.text().await.unwrap_or_default();
-                        diagnostics.log(format_args!(
-                            "the server refused an event ({status}): {}; not retried",
-                            reason.chars().take(300).collect::<String>()
-                        ));
-                        return Outcome::Rejected;
-                    }
-                    format!("the server answered {status}")
+            let failure = match self.attempt(body.clone()).await {
+                Ok(answer) if answer.status.is_success() => {
+                    self.breaker.on_success();
+                    return Outcome::Sent;
                 }
-                Err(error) => describe(&error),
+                Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
+                    self.breaker.on_success();
+                    let backoff = self
+                        .rate_limit
+                        .on_too_many_requests(answer.retry_after.as_deref(), Instant::now());
+                    diagnostics.log(format_args!(
+                        "rate limited by the server (429); pausing for {backoff:?}"
+                    ));
+                    return Outcome::RateLimited;
+                }
+                Ok(answer) if !answer.status.is_server_error() => {
+                    self.breaker.on_success();
+                    diagnostics.log(format_args!(
+                        "the server refused an event ({}): {}; not retried",
+                        answer.status,
+                        answer.body.chars().take(300).collect::<String>()
+                    ));
+                    return Outcome::Rejected;
+                }
+                Ok(answer) => format!("the server answered {}", answer.status),
+                Err(failure) => failure,
             };
             if attempt >= self.max_retries {
-                if self.breaker.on_failure(Instant::now()) {
-                    diagnostics.log(format_args!(
-                        "{failure}; giving up after {} attempts, and pausing delivery",
-                        attempt + 1
-                    ));
-                } else {
-                    diagnostics.log(format_args!(
-                        "{failure}; giving up after {} attempts",
-                        attempt + 1
-                    ));
-                }
+                let opened = self.breaker.on_failure(Instant::now());
+                diagnostics.log(format_args!(
+                    "{failure}; giving up after {} attempts{}",
+                    attempt + 1,
+                    if opened { ", and pausing delivery" } else { "" }
+                ));
                 return Outcome::Failed;
             }
             attempt += 1;
@@ -121,15 +120,48 @@ impl HttpSender {
         }
     }
 
-    async fn attempt(&self, body: reqwest::Body) -> Result<reqwest::Response, reqwest::Error> {
-        self.client
-            .post(&self.endpoint)
-            .header("X-API-Key", self.api_key.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(USER_AGENT, HeaderValue::from_static(crate::USER_AGENT))
-            .body(body)
-            .send()
-            .await
+    /// One request, answer included, within the request timeout.
+    ///
+    /// The answer's body is read too (so the connection can be reused), and that read is
+    /// bounded by the same deadline: a server that sends its headers and then stalls must not
+    /// hold a request slot forever.
+    async fn attempt(&self, body: bytes::Bytes) -> Result<Answer, String> {
+        let exchange = async {
+            let mut response = self
+                .client
+                .post(&self.endpoint)
+                .header("X-API-Key", self.api_key.clone())
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(USER_AGENT, HeaderValue::from_static(crate::USER_AGENT))
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| describe(&error))?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let mut text = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error))? {
+                if text.len() < MAX_ANSWER_BYTES {
+                    text.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER_BYTES - text.len())]);
+                }
+            }
+            Ok(Answer {
+                status,
+                retry_after,
+                body: String::from_utf8_lossy(&text).into_owned(),
+            })
+        };
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "sending an event timed out after {:?}",
+                self.request_timeout
+            )),
+        }
     }
 
     /// `min(base * 2^(n-1), 5 s)`, plus up to half of it again as jitter.
