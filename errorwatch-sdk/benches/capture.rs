@@ -24,8 +24,8 @@ const PER_BATCH: usize = 2_000;
 const MEMORY_MODE: &str = "ERRORWATCH_BENCH_MEMORY";
 
 fn main() {
-    if std::env::var_os(MEMORY_MODE).is_some() {
-        memory_child();
+    if let Ok(mode) = std::env::var(MEMORY_MODE) {
+        memory_child(mode == "mixed");
         return;
     }
     // `cargo bench` passes `--bench`; accept and ignore libtest-style arguments.
@@ -95,7 +95,7 @@ fn caller_costs() {
     )
     .expect("client");
 
-    let mut measure = |name: &str, client: &Client, f: &dyn Fn(&Client, usize)| {
+    let measure = |name: &str, client: &Client, f: &dyn Fn(&Client, usize)| {
         let mut samples = Vec::new();
         for _ in 0..BATCHES {
             samples.push(batch(|i| f(client, i)));
@@ -174,21 +174,26 @@ fn deadlines() {
 
 fn memory() {
     let exe = std::env::current_exe().expect("bench binary");
-    let output = std::process::Command::new(exe)
-        .env(MEMORY_MODE, "1")
-        .output()
-        .expect("memory child runs");
-    print!("{}", String::from_utf8_lossy(&output.stdout));
+    for mode in ["messages", "mixed"] {
+        let output = std::process::Command::new(&exe)
+            .env(MEMORY_MODE, mode)
+            .output()
+            .expect("memory child runs");
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
 }
 
-fn memory_child() {
-    const CAPTURES: usize = 1_000_000;
+fn memory_child(with_stacks: bool) {
+    let captures: usize = std::env::var("ERRORWATCH_BENCH_CAPTURES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
     let before = peak_rss_kib();
     let client = Client::new(Options::new(dead_url(), support::API_KEY).capture_panics(false)).expect("client");
     let error = "12a".parse::<u32>().expect_err("not a number");
     let started = Instant::now();
-    for i in 0..CAPTURES {
-        if i % 2 == 0 {
+    for i in 0..captures {
+        if i % 2 == 0 || !with_stacks {
             client.capture_message("the database is unreachable", Level::Error);
         } else {
             client.capture_error(&error);
@@ -197,8 +202,10 @@ fn memory_child() {
     let took = started.elapsed();
     client.close(Duration::from_secs(2));
     let after = peak_rss_kib();
+    let (anon, file) = (status_kib("RssAnon:"), status_kib("RssFile:"));
     let stats = client.stats();
-    println!("\n{CAPTURES} captures with the server down (default options, half with stack traces)");
+    let kind = if with_stacks { "half of them errors with stack traces" } else { "messages" };
+    println!("\n{captures} captures with the server down (default options; {kind})");
     println!(
         "  peak RSS {:.1} MiB (process before the client: {:.1} MiB, growth {:.1} MiB); captures took {:?}",
         after as f64 / 1024.0,
@@ -207,18 +214,28 @@ fn memory_child() {
         took
     );
     println!(
+        "  resident at the end: {:.1} MiB anonymous (heap), {:.1} MiB file-backed (the binary and its debug info, mapped by the symboliser)",
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0
+    );
+    println!(
         "  dropped (queue full) {}, failed {}, lost at shutdown {}",
         stats.dropped_queue_full, stats.failed, stats.lost_at_shutdown
     );
 }
 
 fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// A `/proc/self/status` figure, in KiB.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|line| line.starts_with("VmHWM:"))
+                .find(|line| line.starts_with(field))
                 .and_then(|line| line.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse().ok())
         })

@@ -6,8 +6,6 @@
 
 use std::fmt::Write as _;
 
-use backtrace::Backtrace;
-
 use crate::event::{Event, Frame};
 
 /// Crates whose frames are never the application's.
@@ -146,18 +144,31 @@ const PANIC_TRAMPOLINES: &[&str] = &[
     "std::sys::backtrace::",
 ];
 
-/// A stack walked but not yet symbolised.
+/// How many frames are walked at most (the server keeps 200; the capture machinery and
+/// inlined functions take a few more).
+const MAX_WALKED: usize = 256;
+
+/// A stack walked but not yet symbolised: only the instruction pointers, 8 bytes a frame,
+/// which is what a queued event can afford to carry.
 #[derive(Debug)]
 pub struct RawStack {
-    backtrace: Backtrace,
+    ips: Vec<usize>,
     from_panic: bool,
+}
+
+/// One symbol of a resolved frame (inlined functions give several per frame).
+struct Symbol {
+    name: Option<String>,
+    filename: Option<String>,
+    lineno: Option<u32>,
+    colno: Option<u32>,
 }
 
 impl RawStack {
     /// Walks the current thread's stack (instruction pointers only).
     pub fn capture() -> Self {
         RawStack {
-            backtrace: Backtrace::new_unresolved(),
+            ips: walk(),
             from_panic: false,
         }
     }
@@ -166,37 +177,37 @@ impl RawStack {
     /// machinery are cut off when it is resolved.
     pub fn capture_panic() -> Self {
         RawStack {
-            backtrace: Backtrace::new_unresolved(),
+            ips: walk(),
             from_panic: true,
         }
     }
 
     /// Symbolises the stack into frames, innermost first, without the capture machinery on
     /// top, and fills the event's `frames`, `stack` and (unless already set) `file`/`line`.
-    pub fn resolve_into(mut self, event: &mut Event, rules: &InAppRules) {
-        self.backtrace.resolve();
-        // Inlined functions give several symbols per frame, innermost first.
-        let symbols: Vec<&backtrace::BacktraceSymbol> = self
-            .backtrace
-            .frames()
-            .iter()
-            .flat_map(|frame| frame.symbols())
-            .collect();
-        let names: Vec<Option<String>> = symbols
-            .iter()
-            .map(|symbol| symbol.name().map(|name| strip_hash(format!("{name:#}"))))
-            .collect();
+    pub fn resolve_into(self, event: &mut Event, rules: &InAppRules) {
+        let mut symbols = Vec::with_capacity(self.ips.len());
+        for &ip in &self.ips {
+            backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
+                symbols.push(Symbol {
+                    name: symbol.name().map(|name| strip_hash(format!("{name:#}"))),
+                    filename: symbol.filename().map(|path| path.display().to_string()),
+                    lineno: symbol.lineno(),
+                    colno: symbol.colno(),
+                });
+            });
+        }
         let starts_with_any = |index: usize, prefixes: &[&str]| {
-            names[index]
+            symbols[index]
+                .name
                 .as_deref()
                 .is_some_and(|name| prefixes.iter().any(|p| name.starts_with(p)))
         };
         let mut first = 0;
         if self.from_panic {
             // The innermost entry: a panic raised while unwinding from another has both.
-            if let Some(entry) = (0..names.len()).find(|&i| starts_with_any(i, PANIC_ENTRY)) {
+            if let Some(entry) = (0..symbols.len()).find(|&i| starts_with_any(i, PANIC_ENTRY)) {
                 first = entry + 1;
-                while first < names.len()
+                while first < symbols.len()
                     && (starts_with_any(first, PANIC_ENTRY)
                         || starts_with_any(first, PANIC_TRAMPOLINES))
                 {
@@ -205,30 +216,29 @@ impl RawStack {
             }
         }
         if first == 0 {
-            first = (0..names.len().min(CAPTURE_DEPTH))
+            first = (0..symbols.len().min(CAPTURE_DEPTH))
                 .rev()
                 .find(|&i| starts_with_any(i, CAPTURE_MACHINERY))
                 .map_or(0, |deepest| deepest + 1);
         }
-        let mut frames = Vec::new();
-        for (symbol, function) in symbols
-            .iter()
-            .zip(names)
+        let frames: Vec<Frame> = symbols
+            .into_iter()
             .skip(first)
             .take(crate::limits::FRAMES)
-        {
-            let filename = symbol.filename().map(|path| path.display().to_string());
-            let in_app = function
-                .as_deref()
-                .is_some_and(|f| rules.is_in_app(f, filename.as_deref()));
-            frames.push(Frame {
-                filename: filename.unwrap_or_else(|| "<unknown>".to_owned()),
-                function,
-                lineno: symbol.lineno(),
-                colno: symbol.colno(),
-                in_app: Some(in_app),
-            });
-        }
+            .map(|symbol| {
+                let in_app = symbol
+                    .name
+                    .as_deref()
+                    .is_some_and(|f| rules.is_in_app(f, symbol.filename.as_deref()));
+                Frame {
+                    filename: symbol.filename.unwrap_or_else(|| "<unknown>".to_owned()),
+                    function: symbol.name,
+                    lineno: symbol.lineno,
+                    colno: symbol.colno,
+                    in_app: Some(in_app),
+                }
+            })
+            .collect();
         if frames.is_empty() {
             return;
         }
@@ -243,6 +253,17 @@ impl RawStack {
         event.stack = Some(stack_text(&frames));
         event.frames = frames;
     }
+}
+
+/// The instruction pointers of the current stack, innermost first.
+fn walk() -> Vec<usize> {
+    let mut ips = Vec::with_capacity(64);
+    backtrace::trace(|frame| {
+        ips.push(frame.ip() as usize);
+        ips.len() < MAX_WALKED
+    });
+    ips.shrink_to_fit();
+    ips
 }
 
 /// The stack as the server shows it: `at function (file:line:col)`, one frame per line.
