@@ -1,1 +1,182 @@
-//! Not built yet: see the project issues.
+//! `errorwatch-server`: a small ErrorWatch-compatible ingestion server on an embedded SQLite
+//! store. It accepts exactly what the production ErrorWatch server accepts, groups events into
+//! issues the same way, and stores every event it acknowledges before acknowledging it.
+//!
+//! Start it in-process (as the tests and the demo do):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use errorwatch_server::{Config, Server};
+//!
+//! let server = Server::start(Config::for_tests("a-secret-of-16-chars-or-more")).await?;
+//! let (project_id, api_key) = server.create_project("checkout").await?;
+//! println!("send events to {} with X-API-Key: {api_key}", server.url());
+//! # let _ = project_id;
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod config;
+mod dedupe;
+pub mod grouping;
+mod http;
+pub mod keys;
+mod metrics;
+mod rate_limit;
+pub mod store;
+pub mod validate;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{Config, ConfigError};
+pub use store::{Group, Store, StoreError, StoredEvent};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address could not be bound (in use, or not ours).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No random source for a new key.
+    #[error("no random source: {0}")]
+    Random(String),
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<http::AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<()>,
+    writing: JoinHandle<()>,
+    retention: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store, binds the address and starts serving.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let store = Store::open(&config.database_url).await?;
+        let listener = TcpListener::bind(config.bind).await.map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (writer, writing) = writer::Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
+        let keys = keys::KeyCache::new(config.api_key_hash_secret.as_bytes());
+        keys.refresh(&store).await?;
+        let state = Arc::new(http::AppState {
+            limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute),
+            dedupe: dedupe::Dedupe::default(),
+            quota_used: Default::default(),
+            in_flight: Default::default(),
+            config,
+            store: store.clone(),
+            keys,
+            writer,
+            metrics,
+        });
+        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(%error, "the server stopped");
+            }
+        });
+        let retention = tokio::spawn(retention(store, state.config.retention_days));
+        tracing::info!(%addr, "errorwatch-server listening");
+        Ok(Server {
+            addr,
+            state,
+            stop: Some(stop),
+            serving,
+            writing,
+            retention,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, for SDK options.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its store.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Creates a project and returns its id and its new API key (the only time the key is
+    /// seen in plain text).
+    pub async fn create_project(&self, name: &str) -> Result<(i64, String), StartError> {
+        let (id, key) = create_project(&self.state.store, self.state.config.api_key_hash_secret.as_bytes(), name).await?;
+        self.state.keys.refresh(&self.state.store).await?;
+        Ok((id, key))
+    }
+
+    /// Stops taking requests, lets those in flight finish, stores every accepted event, and
+    /// closes the store.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // In-flight requests wait for their events to be stored, so the writer keeps running
+        // until the listener has drained; a stuck client cannot hold shutdown for long.
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.serving).await;
+        self.state.writer.close();
+        let _ = (&mut self.writing).await;
+        self.retention.abort();
+        self.state.store.close().await;
+    }
+}
+
+/// Creates a project and its first key in `store`.
+pub async fn create_project(store: &Store, secret: &[u8], name: &str) -> Result<(i64, String), StartError> {
+    let key = keys::generate().map_err(|e| StartError::Random(e.to_string()))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let id = store
+        .create_project(name, &keys::hash(secret, &key), &keys::prefix(&key), now)
+        .await?;
+    Ok((id, key))
+}
+
+/// Deletes events past the retention period, hourly.
+async fn retention(store: Store, days: i64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = chrono::Utc::now().timestamp_millis() - days * 86_400_000;
+        match store.purge_before(cutoff).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "old events deleted"),
+            Err(error) => tracing::warn!(%error, "old events could not be deleted"),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! API keys: generated once, stored only as an HMAC, looked up from memory.
+//!
+//! The set of keys is small, so the server keeps all their hashes in memory and refreshes
+//! them from the store every 30 s, or on a miss at most once a second. A flood of bad keys,
+//! well-formed or not, never reaches the store on every request.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::store::{ProjectAuth, Store};
+
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+const REFRESH_ON_MISS_AT_MOST: Duration = Duration::from_secs(1);
+
+/// Whether `key` has the ErrorWatch format: `ew_live_`/`ew_test_` + 32 or more of
+/// `[A-Za-z0-9_-]`.
+pub fn has_valid_format(key: &str) -> bool {
+    let rest = key.strip_prefix("ew_live_").or_else(|| key.strip_prefix("ew_test_"));
+    rest.is_some_and(|rest| {
+        rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
+/// A new key: `ew_live_` + base64url (no padding) of 24 random bytes.
+pub fn generate() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!(
+        "ew_live_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// The lowercase hex HMAC-SHA256 of `key` under `secret`: all the store ever sees.
+pub fn hash(secret: &[u8], key: &str) -> String {
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(key.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The first characters of a key, kept to tell keys apart in listings.
+pub fn prefix(key: &str) -> String {
+    key.chars().take(12).collect()
+}
+
+/// Hashes of live keys, with their projects' settings.
+pub struct KeyCache {
+    secret: Vec<u8>,
+    keys: RwLock<Loaded>,
+}
+
+struct Loaded {
+    by_hash: HashMap<String, ProjectAuth>,
+    loaded_at: Option<Instant>,
+}
+
+impl KeyCache {
+    /// An empty cache; [`KeyCache::refresh`] fills it.
+    pub fn new(secret: &[u8]) -> KeyCache {
+        KeyCache {
+            secret: secret.to_vec(),
+            keys: RwLock::new(Loaded {
+                by_hash: HashMap::new(),
+                loaded_at: None,
+            }),
+        }
+    }
+
+    /// The hash of `key` under this server's secret.
+    pub fn hash(&self, key: &str) -> String {
+        hash(&self.secret, key)
+    }
+
+    /// Reloads every key from the store.
+    pub async fn refresh(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        let keys = store.all_keys().await?;
+        let by_hash = keys.into_iter().map(|auth| (auth.key_hash.clone(), auth)).collect();
+        let mut loaded = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        *loaded = Loaded {
+            by_hash,
+            loaded_at: Some(Instant::now()),
+        };
+        Ok(())
+    }
+
+    fn lookup(&self, hash: &str) -> (Option<ProjectAuth>, Option<Instant>) {
+        let loaded = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let found = loaded
+            .by_hash
+            .get(hash)
+            .filter(|auth| bool::from(auth.key_hash.as_bytes().ct_eq(hash.as_bytes())))
+            .cloned();
+        (found, loaded.loaded_at)
+    }
+
+    /// The project a well-formed key opens, if any.
+    pub async fn authenticate(&self, store: &Store, key: &str) -> Option<ProjectAuth> {
+        let hash = self.hash(key);
+        let (found, loaded_at) = self.lookup(&hash);
+        let stale = loaded_at.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+        let may_retry = loaded_at.is_none_or(|at| at.elapsed() >= REFRESH_ON_MISS_AT_MOST);
+        if found.is_some() && !stale {
+            return found;
+        }
+        if stale || may_retry {
+            // A key created by another process (the CLI) shows up here.
+            let _ = self.refresh(store).await;
+            return self.lookup(&hash).0;
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_well_formed_and_hashed_as_lowercase_hex() {
+        let key = generate().expect("random bytes");
+        assert!(key.starts_with("ew_live_") && has_valid_format(&key), "{key}");
+        assert_eq!(key.len(), "ew_live_".len() + 32);
+        let hashed = hash(b"secret", &key);
+        assert_eq!(hashed.len(), 64);
+        assert!(hashed.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert_ne!(hashed, hash(b"another secret", &key), "changing the secret changes every hash");
+        assert!(!has_valid_format("ew_live_short"));
+        assert!(!has_valid_format("sk_live_0123456789012345678901234567890123"));
+    }
+}
