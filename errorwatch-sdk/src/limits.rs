@@ -74,18 +74,39 @@ pub const VALUE_STRING: usize = 16_384;
 /// for its size. Bodies over it lose their free-form data first.
 pub const BODY_BYTES: usize = 1024 * 1024;
 
-/// Cuts `text` to at most `max` characters, on a character boundary, marking the cut with `…`.
+/// Cuts `text` to at most `max` characters as the server counts them (UTF-16 code units,
+/// since it is written in JavaScript: an emoji counts 2), marking the cut with `…`.
 pub fn truncate(text: &mut String, max: usize) {
     if text.len() <= max {
-        // Fast path: a string of at most `max` bytes has at most `max` characters.
+        // Fast path: no character takes more UTF-16 units than UTF-8 bytes.
         return;
     }
-    if let Some((cut, _)) = text.char_indices().nth(max.saturating_sub(1)) {
-        if text[cut..].chars().nth(1).is_some() {
-            text.truncate(cut);
+    let budget = max.saturating_sub(1); // room for the `…`, one unit
+    let mut units = 0;
+    let mut cut = None;
+    for (index, ch) in text.char_indices() {
+        if cut.is_none() && units + ch.len_utf16() > budget {
+            cut = Some(index);
+        }
+        units += ch.len_utf16();
+        if units > max {
+            break;
+        }
+    }
+    if units <= max {
+        return;
+    }
+    if let Some(cut) = cut {
+        text.truncate(cut);
+        if max > 0 {
             text.push('…');
         }
     }
+}
+
+/// The length of `text` as the server counts it.
+pub fn server_len(text: &str) -> usize {
+    text.encode_utf16().count()
 }
 
 fn truncate_opt(field: &mut Option<String>, max: usize) {
@@ -304,7 +325,7 @@ mod tests {
     use crate::event::{Breadcrumb, Exception, User};
 
     fn chars(text: &str) -> usize {
-        text.chars().count()
+        server_len(text)
     }
 
     #[test]
@@ -313,6 +334,10 @@ mod tests {
         truncate(&mut text, 10);
         assert_eq!(chars(&text), 10);
         assert!(text.ends_with('…'));
+
+        let mut emoji = "😀".repeat(10);
+        truncate(&mut emoji, 10);
+        assert_eq!(server_len(&emoji), 9, "4 emoji (2 units each) and the mark");
 
         let mut exact = "é".repeat(10);
         truncate(&mut exact, 10);

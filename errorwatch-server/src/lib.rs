@@ -141,6 +141,13 @@ impl Server {
         Ok((id, key))
     }
 
+    /// Stops taking events (they get 503, and `/health/ready` says unhealthy) while the
+    /// query routes keep serving: for maintenance such as a backup. Events already accepted
+    /// are still stored.
+    pub fn stop_ingesting(&self) {
+        self.state.writer.close();
+    }
+
     /// Stops taking requests, lets those in flight finish, stores every accepted event, and
     /// closes the store.
     pub async fn shutdown(mut self) {

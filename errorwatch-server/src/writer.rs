@@ -41,7 +41,7 @@ impl Writer {
 
     /// Whether the writer still takes events.
     pub fn is_open(&self) -> bool {
-        !self.tx.is_closed()
+        !*self.stop.borrow() && !self.tx.is_closed()
     }
 
     /// Queues an event; the receiver says whether it was stored.

@@ -1,0 +1,126 @@
+//! A server started in-process on an ephemeral port, and a small HTTP client for it.
+#![allow(dead_code)]
+
+use errorwatch_server::{Config, Server};
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "test-secret-0123456789";
+pub const ADMIN: &str = "admin-key-for-tests";
+
+pub struct TestServer {
+    pub server: Server,
+    pub key: String,
+    pub project: i64,
+    pub http: reqwest::Client,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+    pub fn paths(&self) -> Vec<String> {
+        self.body["details"]
+            .as_array()
+            .map(|details| details.iter().map(|d| d["path"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::with(|_| {}).await
+    }
+
+    pub async fn with(edit: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::for_tests(SECRET);
+        config.admin_api_key = Some(ADMIN.into());
+        edit(&mut config);
+        let server = Server::start(config).await.expect("server starts");
+        let (project, key) = server.create_project("tests").await.expect("project");
+        TestServer {
+            server,
+            key,
+            project,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer { status, body, headers }
+    }
+
+    pub async fn post_raw(&self, path: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> Answer {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        self.send(request).await
+    }
+
+    pub async fn event(&self, body: &Value) -> Answer {
+        self.post_raw("/api/v1/event", Some(&self.key), body.to_string()).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Answer {
+        self.send(self.http.get(self.url(path)).bearer_auth(ADMIN)).await
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> Answer {
+        self.send(self.http.patch(self.url(path)).bearer_auth(ADMIN).body(body.to_string()))
+            .await
+    }
+
+    pub async fn groups(&self) -> Vec<Value> {
+        let answer = self.admin_get("/api/v1/groups?limit=100").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["groups"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn events_of(&self, fingerprint: &str) -> Vec<Value> {
+        let answer = self.admin_get(&format!("/api/v1/groups/{fingerprint}/events?limit=100")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["events"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// A valid v2 event with a unique value, so the duplicate window never hides it.
+pub fn v2(value: &str) -> Value {
+    json!({
+        "event_id": format!("id-{value}"),
+        "exception": { "type": "TestError", "value": value },
+        "sdk": { "name": "tests", "version": "1" },
+    })
+}
+
+/// A valid v1 event.
+pub fn v1(message: &str) -> Value {
+    json!({ "message": message, "file": "app.js", "line": 10, "stack": "at f (app.js:10:1)" })
+}
+
+/// `base` with `key` set to `value`.
+pub fn with(mut base: Value, key: &str, value: Value) -> Value {
+    base[key] = value;
+    base
+}
