@@ -29,7 +29,10 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; accept and ignore libtest-style arguments.
-    println!("errorwatch-sdk capture benchmark ({} batches x {} calls)", BATCHES, PER_BATCH);
+    println!(
+        "errorwatch-sdk capture benchmark ({} batches x {} calls)",
+        BATCHES, PER_BATCH
+    );
     println!("machine: {} cores, {}", available_cores(), cpu_model());
     caller_costs();
     burst();
@@ -62,7 +65,9 @@ fn spread(mut samples: Vec<f64>) -> Spread {
 }
 
 fn show(name: &str, s: &Spread, floor: Option<f64>) {
-    let ratio = floor.map(|f| format!("  ({:.1}x the hand-off floor)", s.median / f)).unwrap_or_default();
+    let ratio = floor
+        .map(|f| format!("  ({:.1}x the hand-off floor)", s.median / f))
+        .unwrap_or_default();
     println!(
         "  {name:<34} {:>9.0} ns/call  [{:.0} .. {:.0}]{ratio}",
         s.median, s.min, s.max
@@ -103,11 +108,17 @@ fn caller_costs() {
             client.flush(Duration::from_secs(30));
         }
         let stats = client.stats();
-        assert_eq!(stats.dropped_queue_full, 0, "{name}: the measurement must not hit a full queue");
+        assert_eq!(
+            stats.dropped_queue_full, 0,
+            "{name}: the measurement must not hit a full queue"
+        );
         show(name, &spread(samples), Some(floor.median));
     };
     measure("capture_message", &without_stack, &|c, i| {
-        black_box(c.capture_message(if i % 2 == 0 { "cache miss" } else { "db slow" }, Level::Error));
+        black_box(c.capture_message(
+            if i % 2 == 0 { "cache miss" } else { "db slow" },
+            Level::Error,
+        ));
     });
     measure("capture_error (no stack trace)", &without_stack, &|c, _| {
         black_box(c.capture_error(&error));
@@ -120,8 +131,9 @@ fn caller_costs() {
 fn burst() {
     const BURST: usize = 20_000;
     let server = Listener::healthy();
-    let client = Client::new(Options::new(server.url.clone(), support::API_KEY).capture_panics(false))
-        .expect("client");
+    let client =
+        Client::new(Options::new(server.url.clone(), support::API_KEY).capture_panics(false))
+            .expect("client");
     let started = Instant::now();
     for i in 0..BURST {
         client.capture_message(&format!("burst event {i}"), Level::Error);
@@ -147,7 +159,8 @@ fn burst() {
 fn deadlines() {
     println!("\nflush and shutdown against bad servers: time past the deadline (max of 5 runs)");
     let hole = Listener::start(|_| Reply::Silence);
-    let slow = Listener::start(|_| Reply::After(Duration::from_secs(3), Box::new(Reply::accepted())));
+    let slow =
+        Listener::start(|_| Reply::After(Duration::from_secs(3), Box::new(Reply::accepted())));
     for (name, server) in [("black-holed", &hole), ("slow (3 s answers)", &slow)] {
         let deadline = Duration::from_millis(500);
         let mut flush_over = Duration::ZERO;
@@ -189,7 +202,8 @@ fn memory_child(with_stacks: bool) {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
     let before = peak_rss_kib();
-    let client = Client::new(Options::new(dead_url(), support::API_KEY).capture_panics(false)).expect("client");
+    let client = Client::new(Options::new(dead_url(), support::API_KEY).capture_panics(false))
+        .expect("client");
     let error = "12a".parse::<u32>().expect_err("not a number");
     let started = Instant::now();
     for i in 0..captures {
@@ -204,7 +218,11 @@ fn memory_child(with_stacks: bool) {
     let after = peak_rss_kib();
     let (anon, file) = (status_kib("RssAnon:"), status_kib("RssFile:"));
     let stats = client.stats();
-    let kind = if with_stacks { "half of them errors with stack traces" } else { "messages" };
+    let kind = if with_stacks {
+        "half of them errors with stack traces"
+    } else {
+        "messages"
+    };
     println!("\n{captures} captures with the server down (default options; {kind})");
     println!(
         "  peak RSS {:.1} MiB (process before the client: {:.1} MiB, growth {:.1} MiB); captures took {:?}",

@@ -65,7 +65,7 @@ impl Client {
     pub fn new(options: Options) -> Result<Client, OptionsError> {
         options.validate()?;
         let counters = Arc::new(Counters::default());
-        let pipeline = Arc::new(Pipeline::new(&options));
+        let pipeline = Arc::new(Pipeline::new(&options)?);
         let sink = if options.is_configured() {
             match Queue::start(&options, pipeline.clone(), counters.clone()) {
                 Ok(queue) => Sink::Queue(queue),
@@ -83,12 +83,27 @@ impl Client {
     }
 
     /// A client that keeps its events in memory, for the [`testing`](crate::testing) helpers.
-    pub(crate) fn in_memory(options: Options) -> (Client, Arc<Mutex<Vec<Event>>>) {
+    pub(crate) fn in_memory(
+        options: Options,
+    ) -> Result<(Client, Arc<Mutex<Vec<Event>>>), OptionsError> {
         let events = Arc::new(Mutex::new(Vec::new()));
         let counters = Arc::new(Counters::default());
-        let pipeline = Arc::new(Pipeline::new(&options));
+        let pipeline = Arc::new(Pipeline::new(&options)?);
         let client = Client::build(options, Sink::Memory(events.clone()), pipeline, counters);
-        (client, events)
+        Ok((client, events))
+    }
+
+    /// A client that reports nothing (what `init` falls back to on bad options).
+    fn disabled() -> Client {
+        let options = Options::default()
+            .enabled(false)
+            .scrub(crate::ScrubOptions::disabled());
+        let pipeline = match Pipeline::new(&options) {
+            Ok(pipeline) => pipeline,
+            // Scrubbing is off in these options: nothing can fail to compile.
+            Err(_) => unreachable!("a pipeline without scrubbing always builds"),
+        };
+        Client::build(options, Sink::Disabled, Arc::new(pipeline), Arc::default())
     }
 
     fn build(
@@ -315,10 +330,8 @@ pub fn init(options: Options) -> ClientGuard {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("[errorwatch] {error}; error reporting is disabled");
-            let options = Options::default().enabled(false);
-            let pipeline = Arc::new(Pipeline::new(&options));
             ClientGuard {
-                client: Client::build(options, Sink::Disabled, pipeline, Arc::default()),
+                client: Client::disabled(),
             }
         }
     }

@@ -77,6 +77,13 @@ pub enum OptionsError {
         /// The server's limit.
         max: usize,
     },
+    /// The scrubbing rules (with the user's patterns) do not compile; nothing is sent rather
+    /// than anything unscrubbed.
+    #[error("the scrubbing rules do not compile, so nothing will be sent: {reason}")]
+    Scrubbing {
+        /// The compiler's message.
+        reason: String,
+    },
     /// A number is out of its range.
     #[error("{source_name} must be {expected}")]
     OutOfRange {

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::diagnostics::Diagnostics;
 use crate::event::{Event, Map, Value};
 use crate::limits;
-use crate::options::{BeforeSend, Options};
+use crate::options::{BeforeSend, Options, OptionsError};
 use crate::scope::Scope;
 use crate::scrub::Scrubber;
 use crate::stacktrace::{InAppRules, RawStack};
@@ -40,8 +40,13 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn new(options: &Options) -> Pipeline {
-        Pipeline {
+    pub(crate) fn new(options: &Options) -> Result<Pipeline, OptionsError> {
+        let scrubber = Scrubber::new(&options.scrub, options.api_key.as_deref()).map_err(|error| {
+            OptionsError::Scrubbing {
+                reason: error.to_string(),
+            }
+        })?;
+        Ok(Pipeline {
             environment: options.environment.clone(),
             release: options.release.clone(),
             server_name: options.server_name.clone().or_else(host_name),
@@ -50,11 +55,11 @@ impl Pipeline {
                 include: options.in_app_include.clone(),
                 exclude: options.in_app_exclude.clone(),
             },
-            scrubber: Scrubber::new(&options.scrub, options.api_key.as_deref()),
+            scrubber,
             before_send: options.before_send.clone(),
             max_breadcrumbs: options.max_breadcrumbs,
             diagnostics: Diagnostics::new(options),
-        }
+        })
     }
 
     /// Builds the final event. Never panics: a panic in `before_send` (or in symbolisation)

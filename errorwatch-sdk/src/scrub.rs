@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use regex::{Captures, Regex, RegexBuilder, RegexSet};
+use regex::{Captures, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::event::{Event, Map, Value};
 
@@ -126,10 +126,16 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    /// Compiles the default rules plus the user's.
-    pub fn new(options: &ScrubOptions, own_api_key: Option<&str>) -> Option<Scrubber> {
+    /// Compiles the default rules plus the user's; `Ok(None)` when scrubbing is off.
+    ///
+    /// A rule that does not compile is an error, never a silently weaker scrubber: the client
+    /// then refuses to start rather than send unscrubbed events.
+    pub fn new(
+        options: &ScrubOptions,
+        own_api_key: Option<&str>,
+    ) -> Result<Option<Scrubber>, regex::Error> {
         if !options.enabled {
-            return None;
+            return Ok(None);
         }
         let words: Vec<String> = DEFAULT_KEYS
             .iter()
@@ -187,22 +193,22 @@ impl Scrubber {
                 .map(|pattern| (pattern.as_str().to_owned(), Rewrite::Whole)),
         );
 
-        let compile = |pattern: &str| RegexBuilder::new(pattern).size_limit(1 << 23).build();
-        let key = compile(&format!("(?i){words}")).ok()?;
-        let any_value = RegexSet::new(rules.iter().map(|(pattern, _)| pattern)).ok()?;
+        const SIZE_LIMIT: usize = 1 << 24;
+        let compile = |pattern: &str| RegexBuilder::new(pattern).size_limit(SIZE_LIMIT).build();
+        let key = compile(&format!("(?i){words}"))?;
+        let any_value = RegexSetBuilder::new(rules.iter().map(|(pattern, _)| pattern))
+            .size_limit(SIZE_LIMIT)
+            .build()?;
+        // Every rule compiles or none is used: the set's match indices must line up with them.
         let rules = rules
             .into_iter()
-            .filter_map(|(pattern, rewrite)| {
-                compile(&pattern)
-                    .ok()
-                    .map(|regex| ValueRule { regex, rewrite })
-            })
-            .collect();
-        Some(Scrubber {
+            .map(|(pattern, rewrite)| compile(&pattern).map(|regex| ValueRule { regex, rewrite }))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Scrubber {
             key,
             any_value,
             rules,
-        })
+        }))
     }
 
     /// Whether a key names a secret.
@@ -367,7 +373,9 @@ mod tests {
     use super::*;
 
     fn scrubber() -> Scrubber {
-        Scrubber::new(&ScrubOptions::default(), None).expect("default rules compile")
+        Scrubber::new(&ScrubOptions::default(), None)
+            .expect("default rules compile")
+            .expect("scrubbing is on by default")
     }
 
     #[test]
@@ -448,6 +456,6 @@ mod tests {
 
     #[test]
     fn disabled_scrubbing_compiles_nothing() {
-        assert!(Scrubber::new(&ScrubOptions::disabled(), None).is_none());
+        assert!(matches!(Scrubber::new(&ScrubOptions::disabled(), None), Ok(None)));
     }
 }

@@ -52,13 +52,17 @@ const NOT_IN_APP_CRATES: &[&str] = &[
 
 /// Frames of the SDK's capture entry points. A stack starts below the deepest of them found
 /// near the top; std glue between them (closure shims in debug builds) goes with them.
+///
+/// Only entry points, which are always *above* the code that called them: never the scope
+/// helpers (`with_scope`, `Client::run`, the test helpers), which run user code *below* them.
 const CAPTURE_MACHINERY: &[&str] = &[
     "backtrace::",
+    "errorwatch_sdk::stacktrace::walk",
     "errorwatch_sdk::stacktrace::RawStack::capture",
-    "errorwatch_sdk::client::",
-    "errorwatch_sdk::hub::",
-    "errorwatch_sdk::panic::",
+    "errorwatch_sdk::client::Client::capture",
     "errorwatch_sdk::capture_",
+    "errorwatch_sdk::panic::report",
+    "errorwatch_sdk::panic::install_hook::",
     "errorwatch_tracing::",
 ];
 

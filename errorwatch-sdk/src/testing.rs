@@ -29,8 +29,12 @@ pub fn capture_events(f: impl FnOnce()) -> Vec<Event> {
 
 /// Runs `f` and returns the events it captured, prepared with `options` (its URL and key, if
 /// any, are ignored: nothing is sent).
+///
+/// # Panics
+/// If `options` are invalid (a scrub pattern too large to compile, say): in a test, a loud
+/// failure beats events prepared differently from production.
 pub fn capture_events_with(options: Options, f: impl FnOnce()) -> Vec<Event> {
-    let (client, events) = Client::in_memory(options);
+    let (client, events) = test_client(options);
     hub::run_bound(binding(client), f);
     take(&events)
 }
@@ -59,9 +63,16 @@ pub async fn capture_events_async_with(
     options: Options,
     future: impl Future<Output = ()>,
 ) -> Vec<Event> {
-    let (client, events) = Client::in_memory(options);
+    let (client, events) = test_client(options);
     hub::bind_future(future, binding(client)).await;
     take(&events)
+}
+
+fn test_client(options: Options) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<Event>>>) {
+    match Client::in_memory(options) {
+        Ok(made) => made,
+        Err(error) => panic!("invalid options for the test client: {error}"),
+    }
 }
 
 fn binding(client: Client) -> Binding {

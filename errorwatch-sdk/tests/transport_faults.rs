@@ -134,10 +134,17 @@ fn a_server_that_never_finishes_its_answer_is_cut_off() {
     );
     client.capture_message("half an answer", Level::Error);
     let (flushed, took) = timed(|| client.flush(Duration::from_secs(5)));
-    assert!(flushed, "the body read is bounded by the request timeout too");
+    assert!(
+        flushed,
+        "the body read is bounded by the request timeout too"
+    );
     assert!(took < Duration::from_secs(2), "flush took {took:?}");
     let stats = client.stats();
-    assert_eq!((stats.sent, stats.failed, stats.retried), (0, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.failed, stats.retried),
+        (0, 1, 1),
+        "{stats:?}"
+    );
     assert_eq!(server.count(), 2);
 }
 

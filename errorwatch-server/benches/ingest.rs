@@ -1,1 +1,207 @@
-fn main() {}
+//! `cargo bench -p errorwatch-server --bench ingest`
+//!
+//! Starts the server binary on a fresh SQLite file (WAL, synchronous=FULL), has 16 concurrent
+//! clients post distinct v2 events of one group over keep-alive connections, and prints the
+//! events acknowledged per second, the events found stored afterwards, and the server's peak
+//! memory. Three runs; median with the spread.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
+const CLIENTS: usize = 16;
+const EVENTS_PER_CLIENT: usize = 2_000;
+const RUNS: usize = 3;
+const SECRET: &str = "bench-secret-0123456789";
+
+struct Run {
+    acknowledged_per_sec: f64,
+    stored: u64,
+    acknowledged: u64,
+    stored_per_sec: f64,
+    peak_rss_mib: f64,
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {RUNS} runs"
+    );
+    let runs: Vec<Run> = (0..RUNS).map(|_| runtime.block_on(run())).collect();
+    let spread = |f: &dyn Fn(&Run) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        (
+            values[values.len() / 2],
+            values[0],
+            values[values.len() - 1],
+        )
+    };
+    let (ack, ack_min, ack_max) = spread(&|r| r.acknowledged_per_sec);
+    let (stored, stored_min, stored_max) = spread(&|r| r.stored_per_sec);
+    let (rss, rss_min, rss_max) = spread(&|r| r.peak_rss_mib);
+    println!("  acknowledged (202)      {ack:>8.0} events/s  [{ack_min:.0} .. {ack_max:.0}]");
+    println!(
+        "  stored end to end       {stored:>8.0} events/s  [{stored_min:.0} .. {stored_max:.0}]"
+    );
+    for (i, run) in runs.iter().enumerate() {
+        println!(
+            "  run {}: {} acknowledged, {} found in the store ({})",
+            i + 1,
+            run.acknowledged,
+            run.stored,
+            if run.stored >= run.acknowledged {
+                "none lost"
+            } else {
+                "LOST EVENTS"
+            }
+        );
+    }
+    println!("  server peak RSS         {rss:>8.1} MiB  [{rss_min:.1} .. {rss_max:.1}]");
+}
+
+async fn run() -> Run {
+    let dir = std::env::temp_dir().join(format!("ew-bench-{}-{}", std::process::id(), nonce()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    let command = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("DATABASE_URL", &database_url)
+            .env("API_KEY_HASH_SECRET", SECRET)
+            .env("ADMIN_API_KEY", "bench-admin")
+            .env("RATE_LIMIT_PER_MINUTE", "0")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let created = command(&["project", "create", "bench", "--json"])
+        .output()
+        .expect("create");
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).expect("json");
+    let key = created["api_key"].as_str().expect("key").to_owned();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut server = command(&["serve"])
+        .env("ERRORWATCH_BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .expect("client");
+    let up = Instant::now();
+    while http
+        .get(format!("{base}/health/live"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            up.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (http, key, base, acknowledged) = (
+            http.clone(),
+            key.clone(),
+            base.clone(),
+            acknowledged.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            for n in 0..EVENTS_PER_CLIENT {
+                let body = json!({
+                    "event_id": format!("{client}-{n}"),
+                    "exception": { "type": "CheckoutError", "value": format!("order {} failed", 100_000 + client * EVENTS_PER_CLIENT + n) },
+                    "frames": [{ "filename": "src/checkout.rs", "function": "checkout::pay", "lineno": 42, "in_app": true }],
+                    "level": "error",
+                    "env": "bench",
+                    "sdk": { "name": "bench", "version": "1" },
+                });
+                let response = http
+                    .post(format!("{base}/api/v1/event"))
+                    .header("X-API-Key", &key)
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                if let Ok(response) = response {
+                    if response.status().as_u16() == 202 {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = response.bytes().await;
+                }
+            }
+        }));
+    }
+    for client in clients {
+        let _ = client.await;
+    }
+    let elapsed = started.elapsed();
+    let peak_rss_mib = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0;
+    let groups: serde_json::Value = http
+        .get(format!("{base}/api/v1/groups"))
+        .bearer_auth("bench-admin")
+        .send()
+        .await
+        .expect("groups")
+        .json_body()
+        .await;
+    let stored = groups["groups"][0]["count"].as_u64().unwrap_or(0);
+    // SIGTERM: the graceful path.
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let acknowledged = acknowledged.load(Ordering::Relaxed);
+    Run {
+        acknowledged_per_sec: acknowledged as f64 / elapsed.as_secs_f64(),
+        stored,
+        acknowledged,
+        stored_per_sec: stored as f64 / elapsed.as_secs_f64(),
+        peak_rss_mib,
+    }
+}
+
+fn nonce() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+trait JsonBody {
+    async fn json_body(self) -> serde_json::Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> serde_json::Value {
+        let bytes = self.bytes().await.expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+}

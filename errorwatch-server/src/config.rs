@@ -51,8 +51,14 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind", &self.bind)
             .field("database_url", &self.database_url)
-            .field("admin_api_key", &self.admin_api_key.as_ref().map(|_| "[set]"))
-            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[set]"))
+            .field(
+                "admin_api_key",
+                &self.admin_api_key.as_ref().map(|_| "[set]"),
+            )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[set]"),
+            )
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .finish_non_exhaustive()
     }
@@ -78,17 +84,28 @@ impl Config {
 
     /// Reads the settings through `lookup` (the environment, in `main`). With `dev`, a missing
     /// secret is replaced by a random one (and `main` says so).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, dev: bool) -> Result<Config, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        dev: bool,
+    ) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let mut config = Config::for_tests("");
         config.bind = match get("ERRORWATCH_BIND") {
-            Some(text) => text.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                name: "ERRORWATCH_BIND",
-                reason: format!("{e} (expected an address such as 127.0.0.1:3333)"),
-            })?,
+            Some(text) => {
+                text.parse()
+                    .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                        name: "ERRORWATCH_BIND",
+                        reason: format!("{e} (expected an address such as 127.0.0.1:3333)"),
+                    })?
+            }
             None => SocketAddr::from(([127, 0, 0, 1], 3333)),
         };
-        config.database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://errorwatch.db".into());
+        config.database_url =
+            get("DATABASE_URL").unwrap_or_else(|| "sqlite://errorwatch.db".into());
         config.api_key_hash_secret = match get("API_KEY_HASH_SECRET") {
             Some(secret) if secret.len() < 16 => {
                 return Err(ConfigError::Invalid {
@@ -97,11 +114,10 @@ impl Config {
                 })
             }
             Some(secret) => secret,
-            None if dev => crate::keys::generate()
-                .map_err(|e| ConfigError::Invalid {
-                    name: "API_KEY_HASH_SECRET",
-                    reason: format!("no random source for a dev secret: {e}"),
-                })?,
+            None if dev => crate::keys::generate().map_err(|e| ConfigError::Invalid {
+                name: "API_KEY_HASH_SECRET",
+                reason: format!("no random source for a dev secret: {e}"),
+            })?,
             None => return Err(ConfigError::Missing("API_KEY_HASH_SECRET")),
         };
         config.admin_api_key = get("ADMIN_API_KEY");
@@ -115,7 +131,8 @@ impl Config {
                 }),
             }
         };
-        config.rate_limit_per_minute = number("RATE_LIMIT_PER_MINUTE", 60_000)?.min(u32::MAX as u64) as u32;
+        config.rate_limit_per_minute =
+            number("RATE_LIMIT_PER_MINUTE", 60_000)?.min(u32::MAX as u64) as u32;
         config.queue_capacity = number("INGEST_QUEUE", 8_192)?.max(1) as usize;
         config.max_concurrent_requests = number("MAX_CONCURRENT_REQUESTS", 1_024)?.max(1) as usize;
         Ok(config)

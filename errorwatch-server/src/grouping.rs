@@ -15,14 +15,16 @@ use sha2::{Digest, Sha256};
 use crate::validate::Accepted;
 
 static HEX_ADDRESS: LazyLock<Regex> = LazyLock::new(|| regex(r"0x[0-9a-fA-F]+"));
-static UUID: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"));
+static UUID: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+});
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| regex(r"\d{4,}"));
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| regex(r#""[^"]{0,100}"|'[^']{0,100}'"#));
 
 fn regex(pattern: &str) -> Regex {
     // The patterns are constants: a failure here is a bug caught by the first test run.
-    Regex::new(pattern).unwrap_or_else(|error| panic!("invalid built-in pattern {pattern}: {error}"))
+    Regex::new(pattern)
+        .unwrap_or_else(|error| panic!("invalid built-in pattern {pattern}: {error}"))
 }
 
 /// Replaces the parts of an error message that vary between occurrences of one problem:

@@ -51,7 +51,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{fingerprint}", get(show_group))
         .route("/api/v1/groups/{fingerprint}/events", get(group_events))
-        .route("/api/v1/groups/{fingerprint}/status", patch(set_group_status))
+        .route(
+            "/api/v1/groups/{fingerprint}/status",
+            patch(set_group_status),
+        )
         .route("/api/v1/projects/{id}", patch(update_project))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -80,7 +83,9 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
             "Service temporarily unavailable",
             "SERVICE_UNAVAILABLE",
         );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         response
     } else {
         next.run(request).await
@@ -136,10 +141,20 @@ enum ReadError {
 }
 
 fn too_large() -> Response {
-    error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "PAYLOAD_TOO_LARGE")
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Payload too large",
+        "PAYLOAD_TOO_LARGE",
+    )
 }
 
-async fn ingest(state: &AppState, client: SocketAddr, headers: &HeaderMap, body: Body, route: Route) -> Response {
+async fn ingest(
+    state: &AppState,
+    client: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+    route: Route,
+) -> Response {
     let metrics = &state.metrics;
     // 1. Size, measured on what is read: a lying or missing Content-Length changes nothing.
     let declared = headers
@@ -171,7 +186,10 @@ async fn ingest(state: &AppState, client: SocketAddr, headers: &HeaderMap, body:
         if verdict.limit > 0 {
             let headers = response.headers_mut();
             headers.insert("X-RateLimit-Limit", HeaderValue::from(verdict.limit));
-            headers.insert("X-RateLimit-Remaining", HeaderValue::from(verdict.remaining));
+            headers.insert(
+                "X-RateLimit-Remaining",
+                HeaderValue::from(verdict.remaining),
+            );
             headers.insert("X-RateLimit-Reset", HeaderValue::from(verdict.reset_secs));
         }
     };
@@ -186,7 +204,9 @@ async fn ingest(state: &AppState, client: SocketAddr, headers: &HeaderMap, body:
             })),
         )
             .into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(verdict.reset_secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(verdict.reset_secs));
         rate_headers(&mut response);
         return response;
     }
@@ -200,17 +220,33 @@ async fn ingest(state: &AppState, client: SocketAddr, headers: &HeaderMap, body:
 async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Route) -> Response {
     let metrics = &state.metrics;
     // 3. Authentication.
-    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) else {
+    let Some(key) = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+    else {
         metrics.rejected("missing_api_key");
-        return error(StatusCode::UNAUTHORIZED, "API key required", "MISSING_API_KEY");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "API key required",
+            "MISSING_API_KEY",
+        );
     };
     if !keys::has_valid_format(key) {
         metrics.rejected("invalid_api_key_format");
-        return error(StatusCode::UNAUTHORIZED, "Invalid API key format", "INVALID_API_KEY_FORMAT");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API key format",
+            "INVALID_API_KEY_FORMAT",
+        );
     }
     let Some(project) = state.keys.authenticate(&state.store, key).await else {
         metrics.rejected("invalid_api_key");
-        return error(StatusCode::UNAUTHORIZED, "Invalid API key", "INVALID_API_KEY");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API key",
+            "INVALID_API_KEY",
+        );
     };
 
     // 4. Validation.
@@ -241,12 +277,20 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
     // 5. The project's switch.
     if !project.ingestion_enabled {
         metrics.rejected("ingestion_disabled");
-        return error(StatusCode::FORBIDDEN, "Event ingestion disabled", "INGESTION_DISABLED");
+        return error(
+            StatusCode::FORBIDDEN,
+            "Event ingestion disabled",
+            "INGESTION_DISABLED",
+        );
     }
     // 6. Server-side sampling.
     if project.sample_rate < 1.0 && random_unit() >= project.sample_rate {
         metrics.rejected("sampled");
-        return (StatusCode::ACCEPTED, Json(json!({ "success": true, "sampled": false }))).into_response();
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({ "success": true, "sampled": false })),
+        )
+            .into_response();
     }
     // 7. The daily quota.
     let day = now.div_euclid(86_400_000);
@@ -273,12 +317,16 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
         return unavailable();
     }
     // 9. Duplicates within 10 s.
-    if state
-        .dedupe
-        .is_repeat(grouping::dedupe_key(project.project_id, &accepted), Instant::now())
-    {
+    if state.dedupe.is_repeat(
+        grouping::dedupe_key(project.project_id, &accepted),
+        Instant::now(),
+    ) {
         metrics.rejected("deduplicated");
-        return (StatusCode::ACCEPTED, Json(json!({ "success": true, "deduplicated": true }))).into_response();
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({ "success": true, "deduplicated": true })),
+        )
+            .into_response();
     }
     // 10. Stored, then acknowledged.
     let event_id = accepted.event_id.clone();
@@ -288,7 +336,9 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
         Err(SubmitError::Full) => {
             metrics.rejected("overloaded");
             let mut response = unavailable();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return response;
         }
         Err(SubmitError::Closed) => {
@@ -360,10 +410,11 @@ fn unavailable() -> Response {
     )
 }
 
-/// Admin and query routes: `Authorization: Bearer <ADMIN_API_KEY>`.
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// Admin and query routes take `Authorization: Bearer <ADMIN_API_KEY>`: the answer that turns
+/// a request away, if any.
+fn admin_rejection(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &state.config.admin_api_key else {
-        return Err(error(
+        return Some(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Admin API is not configured (set ADMIN_API_KEY)",
             "ADMIN_API_DISABLED",
@@ -375,9 +426,13 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
+        None
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "Invalid admin API key", "UNAUTHORIZED"))
+        Some(error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid admin API key",
+            "UNAUTHORIZED",
+        ))
     }
 }
 
@@ -393,7 +448,11 @@ struct GroupParams {
     limit: Option<String>,
 }
 
-fn page_and_limit(page: Option<&str>, limit: Option<&str>, details: &mut Vec<Detail>) -> (i64, i64) {
+fn page_and_limit(
+    page: Option<&str>,
+    limit: Option<&str>,
+    details: &mut Vec<Detail>,
+) -> (i64, i64) {
     let mut number = |name: &str, value: Option<&str>, default: i64, max: i64| match value {
         None => default,
         Some(text) => match text.parse::<i64>() {
@@ -407,7 +466,10 @@ fn page_and_limit(page: Option<&str>, limit: Option<&str>, details: &mut Vec<Det
             }
         },
     };
-    (number("page", page, 1, i64::MAX / 1000), number("limit", limit, 20, 100))
+    (
+        number("page", page, 1, i64::MAX / 1000),
+        number("limit", limit, 20, 100),
+    )
 }
 
 async fn list_groups(
@@ -415,18 +477,28 @@ async fn list_groups(
     headers: HeaderMap,
     Query(params): Query<GroupParams>,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Some(response) = admin_rejection(&state, &headers) {
         return response;
     }
     let mut details = Vec::new();
-    let (page, limit) = page_and_limit(params.page.as_deref(), params.limit.as_deref(), &mut details);
-    let project = params.project.as_deref().and_then(|p| match p.parse::<i64>() {
-        Ok(id) => Some(id),
-        Err(_) => {
-            details.push(Detail { path: "project".into(), message: "Must be a project id".into() });
-            None
-        }
-    });
+    let (page, limit) = page_and_limit(
+        params.page.as_deref(),
+        params.limit.as_deref(),
+        &mut details,
+    );
+    let project = params
+        .project
+        .as_deref()
+        .and_then(|p| match p.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                details.push(Detail {
+                    path: "project".into(),
+                    message: "Must be a project id".into(),
+                });
+                None
+            }
+        });
     let sort = match params.sort.as_deref() {
         None | Some("lastSeen") => GroupSort::LastSeen,
         Some("firstSeen") => GroupSort::FirstSeen,
@@ -439,7 +511,11 @@ async fn list_groups(
             GroupSort::LastSeen
         }
     };
-    if let Some(status) = params.status.as_deref().filter(|s| !matches!(*s, "resolved" | "unresolved")) {
+    if let Some(status) = params
+        .status
+        .as_deref()
+        .filter(|s| !matches!(*s, "resolved" | "unresolved"))
+    {
         details.push(Detail {
             path: "status".into(),
             message: format!("Expected 'resolved' | 'unresolved', received '{status}'"),
@@ -459,7 +535,10 @@ async fn list_groups(
         limit,
     };
     match state.store.groups(&query).await {
-        Ok((groups, total)) => Json(json!({ "groups": groups, "page": page, "limit": limit, "total": total })).into_response(),
+        Ok((groups, total)) => {
+            Json(json!({ "groups": groups, "page": page, "limit": limit, "total": total }))
+                .into_response()
+        }
         Err(e) => store_failed(e),
     }
 }
@@ -473,8 +552,12 @@ fn group_not_found() -> Response {
     error(StatusCode::NOT_FOUND, "Group not found", "NOT_FOUND")
 }
 
-async fn show_group(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(fingerprint): Path<String>) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+async fn show_group(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(fingerprint): Path<String>,
+) -> Response {
+    if let Some(response) = admin_rejection(&state, &headers) {
         return response;
     }
     match state.store.group(&fingerprint).await {
@@ -490,11 +573,15 @@ async fn group_events(
     Path(fingerprint): Path<String>,
     Query(params): Query<GroupParams>,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Some(response) = admin_rejection(&state, &headers) {
         return response;
     }
     let mut details = Vec::new();
-    let (page, limit) = page_and_limit(params.page.as_deref(), params.limit.as_deref(), &mut details);
+    let (page, limit) = page_and_limit(
+        params.page.as_deref(),
+        params.limit.as_deref(),
+        &mut details,
+    );
     if !details.is_empty() {
         return validation_error(details);
     }
@@ -504,7 +591,9 @@ async fn group_events(
         Err(e) => return store_failed(e),
     }
     match state.store.group_events(&fingerprint, page, limit).await {
-        Ok(events) => Json(json!({ "events": events, "page": page, "limit": limit })).into_response(),
+        Ok(events) => {
+            Json(json!({ "events": events, "page": page, "limit": limit })).into_response()
+        }
         Err(e) => store_failed(e),
     }
 }
@@ -515,7 +604,7 @@ async fn set_group_status(
     Path(fingerprint): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Some(response) = admin_rejection(&state, &headers) {
         return response;
     }
     let status = serde_json::from_slice::<Value>(&body)
@@ -527,7 +616,11 @@ async fn set_group_status(
             message: "Expected {\"status\": \"resolved\" | \"unresolved\"}".into(),
         }]);
     };
-    match state.store.set_status(&fingerprint, &status, now_ms()).await {
+    match state
+        .store
+        .set_status(&fingerprint, &status, now_ms())
+        .await
+    {
         Ok(true) => Json(json!({ "success": true, "status": status })).into_response(),
         Ok(false) => group_not_found(),
         Err(e) => store_failed(e),
@@ -548,26 +641,40 @@ async fn update_project(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Some(response) = admin_rejection(&state, &headers) {
         return response;
     }
     let settings: ProjectSettings = match serde_json::from_slice(&body) {
         Ok(settings) => settings,
         Err(e) => {
-            return validation_error(vec![Detail { path: String::new(), message: e.to_string() }]);
+            return validation_error(vec![Detail {
+                path: String::new(),
+                message: e.to_string(),
+            }]);
         }
     };
-    let Ok(keys) = state.store.all_keys().await else { return unavailable() };
+    let Ok(keys) = state.store.all_keys().await else {
+        return unavailable();
+    };
     let Some(current) = keys.iter().find(|k| k.project_id == id) else {
         return error(StatusCode::NOT_FOUND, "Project not found", "NOT_FOUND");
     };
     let sample_rate = settings.sample_rate.unwrap_or(current.sample_rate);
     if !(0.0..=1.0).contains(&sample_rate) {
-        return validation_error(vec![Detail { path: "sampleRate".into(), message: "Must be between 0 and 1".into() }]);
+        return validation_error(vec![Detail {
+            path: "sampleRate".into(),
+            message: "Must be between 0 and 1".into(),
+        }]);
     }
-    let enabled = settings.ingestion_enabled.unwrap_or(current.ingestion_enabled);
+    let enabled = settings
+        .ingestion_enabled
+        .unwrap_or(current.ingestion_enabled);
     let quota = settings.daily_quota.unwrap_or(current.daily_quota);
-    if let Err(e) = state.store.update_project(id, enabled, sample_rate, quota).await {
+    if let Err(e) = state
+        .store
+        .update_project(id, enabled, sample_rate, quota)
+        .await
+    {
         return store_failed(e);
     }
     let _ = state.keys.refresh(&state.store).await;
@@ -590,7 +697,11 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         "queue": { "status": if writer_ok { "ok" } else { "error" } },
     });
     let healthy = store_ok && writer_ok;
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "timestamp": crate::store::rfc3339(now_ms()),
@@ -613,7 +724,11 @@ async fn metrics(
         None => client.ip().is_loopback(),
     };
     if !allowed {
-        return error(StatusCode::UNAUTHORIZED, "Metrics require a valid token", "UNAUTHORIZED");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Metrics require a valid token",
+            "UNAUTHORIZED",
+        );
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -21,9 +21,14 @@ const REFRESH_ON_MISS_AT_MOST: Duration = Duration::from_secs(1);
 /// Whether `key` has the ErrorWatch format: `ew_live_`/`ew_test_` + 32 or more of
 /// `[A-Za-z0-9_-]`.
 pub fn has_valid_format(key: &str) -> bool {
-    let rest = key.strip_prefix("ew_live_").or_else(|| key.strip_prefix("ew_test_"));
+    let rest = key
+        .strip_prefix("ew_live_")
+        .or_else(|| key.strip_prefix("ew_test_"));
     rest.is_some_and(|rest| {
-        rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        rest.len() >= 32
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     })
 }
 
@@ -40,7 +45,8 @@ pub fn generate() -> Result<String, getrandom::Error> {
 /// The lowercase hex HMAC-SHA256 of `key` under `secret`: all the store ever sees.
 pub fn hash(secret: &[u8], key: &str) -> String {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(key.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -81,7 +87,10 @@ impl KeyCache {
     /// Reloads every key from the store.
     pub async fn refresh(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         let keys = store.all_keys().await?;
-        let by_hash = keys.into_iter().map(|auth| (auth.key_hash.clone(), auth)).collect();
+        let by_hash = keys
+            .into_iter()
+            .map(|auth| (auth.key_hash.clone(), auth))
+            .collect();
         let mut loaded = self.keys.write().unwrap_or_else(|e| e.into_inner());
         *loaded = Loaded {
             by_hash,
@@ -125,13 +134,24 @@ mod tests {
     #[test]
     fn keys_are_well_formed_and_hashed_as_lowercase_hex() {
         let key = generate().expect("random bytes");
-        assert!(key.starts_with("ew_live_") && has_valid_format(&key), "{key}");
+        assert!(
+            key.starts_with("ew_live_") && has_valid_format(&key),
+            "{key}"
+        );
         assert_eq!(key.len(), "ew_live_".len() + 32);
         let hashed = hash(b"secret", &key);
         assert_eq!(hashed.len(), 64);
-        assert!(hashed.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
-        assert_ne!(hashed, hash(b"another secret", &key), "changing the secret changes every hash");
+        assert!(hashed
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert_ne!(
+            hashed,
+            hash(b"another secret", &key),
+            "changing the secret changes every hash"
+        );
         assert!(!has_valid_format("ew_live_short"));
-        assert!(!has_valid_format("sk_live_0123456789012345678901234567890123"));
+        assert!(!has_valid_format(
+            "sk_live_0123456789012345678901234567890123"
+        ));
     }
 }

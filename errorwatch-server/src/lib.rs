@@ -73,16 +73,23 @@ impl Server {
     /// Opens the store, binds the address and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let store = Store::open(&config.database_url).await?;
-        let listener = TcpListener::bind(config.bind).await.map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.bind,
             source,
         })?;
         let metrics = Arc::new(metrics::Metrics::default());
-        let (writer, writing) = writer::Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
+        let (writer, writing) = writer::Writer::start(
+            store.clone(),
+            metrics.clone(),
+            config.queue_capacity,
+            config.max_batch,
+        );
         let keys = keys::KeyCache::new(config.api_key_hash_secret.as_bytes());
         keys.refresh(&store).await?;
         let state = Arc::new(http::AppState {
@@ -102,7 +109,10 @@ impl Server {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(%error, "the server stopped");
             }
         });
@@ -136,7 +146,12 @@ impl Server {
     /// Creates a project and returns its id and its new API key (the only time the key is
     /// seen in plain text).
     pub async fn create_project(&self, name: &str) -> Result<(i64, String), StartError> {
-        let (id, key) = create_project(&self.state.store, self.state.config.api_key_hash_secret.as_bytes(), name).await?;
+        let (id, key) = create_project(
+            &self.state.store,
+            self.state.config.api_key_hash_secret.as_bytes(),
+            name,
+        )
+        .await?;
         self.state.keys.refresh(&self.state.store).await?;
         Ok((id, key))
     }
@@ -165,7 +180,11 @@ impl Server {
 }
 
 /// Creates a project and its first key in `store`.
-pub async fn create_project(store: &Store, secret: &[u8], name: &str) -> Result<(i64, String), StartError> {
+pub async fn create_project(
+    store: &Store,
+    secret: &[u8],
+    name: &str,
+) -> Result<(i64, String), StartError> {
     let key = keys::generate().map_err(|e| StartError::Random(e.to_string()))?;
     let now = chrono::Utc::now().timestamp_millis();
     let id = store

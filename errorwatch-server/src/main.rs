@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use errorwatch_server::{Config, Server, Store};
 
 #[derive(Parser)]
-#[command(name = "errorwatch-server", version, about = "An ErrorWatch-compatible ingestion server")]
+#[command(
+    name = "errorwatch-server",
+    version,
+    about = "An ErrorWatch-compatible ingestion server"
+)]
 struct Cli {
     /// Without API_KEY_HASH_SECRET, use a throwaway secret (keys stop working on restart).
     #[arg(long, global = true)]
@@ -80,13 +84,22 @@ async fn run(cli: Cli) -> Result<(), String> {
             action: ProjectAction::Create { name, json },
         } => {
             let config = Config::from_lookup(env, false).map_err(|e| e.to_string())?;
-            let store = Store::open(&config.database_url).await.map_err(|e| e.to_string())?;
-            let (id, key) = errorwatch_server::create_project(&store, config.api_key_hash_secret.as_bytes(), &name)
+            let store = Store::open(&config.database_url)
                 .await
                 .map_err(|e| e.to_string())?;
+            let (id, key) = errorwatch_server::create_project(
+                &store,
+                config.api_key_hash_secret.as_bytes(),
+                &name,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             store.close().await;
             if json {
-                println!("{}", serde_json::json!({ "id": id, "name": name, "api_key": key }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "name": name, "api_key": key })
+                );
             } else {
                 println!("created project {id} ({name}); its API key, shown only now:");
                 println!("{key}");

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Bucket bounds of the latency histograms, in seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -26,17 +28,26 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -64,7 +75,12 @@ impl Metrics {
     }
     /// A request was turned away, for `reason` (an error code in lower case).
     pub fn rejected(&self, reason: &'static str) {
-        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
     }
     /// A request was answered after `took`.
     pub fn request(&self, took: Duration) {
@@ -97,8 +113,16 @@ impl Metrics {
             "# HELP errorwatch_events_rejected_total Requests turned away, by reason.\n\
              # TYPE errorwatch_events_rejected_total counter"
         );
-        for (reason, count) in self.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "errorwatch_events_rejected_total{{reason=\"{reason}\"}} {count}");
+        for (reason, count) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "errorwatch_events_rejected_total{{reason=\"{reason}\"}} {count}"
+            );
         }
         let _ = writeln!(
             out,

@@ -252,14 +252,21 @@ impl Store {
     }
 
     /// Creates a project with one API key (given by its hash) and returns its id.
-    pub async fn create_project(&self, name: &str, key_hash: &str, key_prefix: &str, now: i64) -> Result<i64, StoreError> {
+    pub async fn create_project(
+        &self,
+        name: &str,
+        key_hash: &str,
+        key_prefix: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query("INSERT INTO projects (name, created_at) VALUES (?, ?) RETURNING id")
-            .bind(name)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let id: i64 =
+            sqlx::query("INSERT INTO projects (name, created_at) VALUES (?, ?) RETURNING id")
+                .bind(name)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         sqlx::query("INSERT INTO api_keys (project_id, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?)")
             .bind(id)
             .bind(key_hash)
@@ -341,11 +348,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if let Some(user_id) = &event.user_id {
-                let added = sqlx::query("INSERT OR IGNORE INTO group_users (fingerprint, user_id) VALUES (?, ?)")
-                    .bind(&event.fingerprint)
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
+                let added = sqlx::query(
+                    "INSERT OR IGNORE INTO group_users (fingerprint, user_id) VALUES (?, ?)",
+                )
+                .bind(&event.fingerprint)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
                 if added.rows_affected() == 1 {
                     sqlx::query("UPDATE groups SET users_affected = users_affected + 1 WHERE fingerprint = ?")
                         .bind(&event.fingerprint)
@@ -410,7 +419,9 @@ impl Store {
             GroupSort::FirstSeen => "first_seen DESC",
             GroupSort::Count => "count DESC, last_seen DESC",
         };
-        let list_sql = format!("SELECT {GROUP_COLUMNS} FROM groups {filter} ORDER BY {order} LIMIT ? OFFSET ?");
+        let list_sql = format!(
+            "SELECT {GROUP_COLUMNS} FROM groups {filter} ORDER BY {order} LIMIT ? OFFSET ?"
+        );
         let count_sql = format!("SELECT count(*) FROM groups {filter}");
         macro_rules! bind_filters {
             ($q:expr) => {{
@@ -418,7 +429,10 @@ impl Store {
                 if let Some(project) = query.project {
                     q = q.bind(project);
                 }
-                for value in [&query.env, &query.level, &query.status, &query.search].into_iter().flatten() {
+                for value in [&query.env, &query.level, &query.status, &query.search]
+                    .into_iter()
+                    .flatten()
+                {
                     q = q.bind(value);
                 }
                 q
@@ -429,22 +443,32 @@ impl Store {
             .bind((query.page - 1) * query.limit)
             .fetch_all(&self.pool)
             .await?;
-        let total: i64 = bind_filters!(sqlx::query(&count_sql)).fetch_one(&self.pool).await?.try_get(0)?;
+        let total: i64 = bind_filters!(sqlx::query(&count_sql))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
         let groups = rows.iter().map(group_from_row).collect::<Result<_, _>>()?;
         Ok((groups, total))
     }
 
     /// One group.
     pub async fn group(&self, fingerprint: &str) -> Result<Option<Group>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE fingerprint = ?"))
-            .bind(fingerprint)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups WHERE fingerprint = ?"
+        ))
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(group_from_row).transpose()
     }
 
     /// A group's events, newest first.
-    pub async fn group_events(&self, fingerprint: &str, page: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn group_events(
+        &self,
+        fingerprint: &str,
+        page: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, event_id, fingerprint, created_at, received_at, level, env, release, message, \
              error_type, error_value, file, line, user_id, payload FROM events \
@@ -480,7 +504,12 @@ impl Store {
     }
 
     /// Resolves or reopens a group; returns whether it exists.
-    pub async fn set_status(&self, fingerprint: &str, status: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn set_status(
+        &self,
+        fingerprint: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE groups SET status = ?, resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE NULL END \
              WHERE fingerprint = ?",
@@ -496,7 +525,10 @@ impl Store {
 
     /// How many events are stored.
     pub async fn event_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT count(*) FROM events").fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 
     /// Deletes events received before `cutoff` (ms); returns how many.
@@ -514,7 +546,8 @@ impl Store {
     }
 }
 
-const GROUP_COLUMNS: &str = "fingerprint, project_id, title, error_type, level, status, count, users_affected, \
+const GROUP_COLUMNS: &str =
+    "fingerprint, project_id, title, error_type, level, status, count, users_affected, \
                              first_seen, last_seen, file, line, env, regressed_at";
 
 fn group_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Group, StoreError> {

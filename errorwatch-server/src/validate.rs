@@ -157,10 +157,16 @@ impl<'a> Checker<'a> {
             Some(Value::String(text)) => {
                 let len = js_len(text);
                 if len < min {
-                    self.fail(path, format!("String must contain at least {min} character(s)"));
+                    self.fail(
+                        path,
+                        format!("String must contain at least {min} character(s)"),
+                    );
                     None
                 } else if len > max {
-                    self.fail(path, format!("String must contain at most {max} character(s)"));
+                    self.fail(
+                        path,
+                        format!("String must contain at most {max} character(s)"),
+                    );
                     None
                 } else {
                     Some(text.clone())
@@ -205,7 +211,11 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn object_at<'v>(&mut self, path: &str, value: Option<&'v Value>) -> Option<&'v Map<String, Value>> {
+    fn object_at<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             None => None,
             Some(Value::Object(object)) => Some(object),
@@ -220,7 +230,10 @@ impl<'a> Checker<'a> {
         if let Some(map) = self.object_at(path, value) {
             for (key, item) in map {
                 if js_len(key) > key_max {
-                    self.fail(format!("{path}.{key}"), format!("Key must contain at most {key_max} character(s)"));
+                    self.fail(
+                        format!("{path}.{key}"),
+                        format!("Key must contain at most {key_max} character(s)"),
+                    );
                 }
                 self.string_at(&format!("{path}.{key}"), Some(item), 0, value_max, false);
             }
@@ -248,13 +261,20 @@ impl<'a> Checker<'a> {
     }
 
     /// A v1 timestamp: a number (seconds below 1e12, else milliseconds); v2 also RFC 3339.
-    fn timestamp_at(&mut self, path: &str, value: Option<&Value>, allow_string: bool) -> Option<i64> {
+    fn timestamp_at(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        allow_string: bool,
+    ) -> Option<i64> {
         match value {
             None => None,
             Some(Value::Number(number)) => match number.as_f64() {
-                Some(n) if n.is_finite() && n >= 0.0 => {
-                    Some(if n < 1e12 { (n * 1000.0) as i64 } else { n as i64 })
-                }
+                Some(n) if n.is_finite() && n >= 0.0 => Some(if n < 1e12 {
+                    (n * 1000.0) as i64
+                } else {
+                    n as i64
+                }),
                 _ => {
                     self.fail(path, "Invalid timestamp");
                     None
@@ -270,7 +290,15 @@ impl<'a> Checker<'a> {
                 }
             }
             Some(other) => {
-                self.expected(path, if allow_string { "number or string" } else { "number" }, other);
+                self.expected(
+                    path,
+                    if allow_string {
+                        "number or string"
+                    } else {
+                        "number"
+                    },
+                    other,
+                );
                 None
             }
         }
@@ -278,13 +306,13 @@ impl<'a> Checker<'a> {
 
     fn absolute_url(&mut self, path: &str, value: Option<&Value>, max: usize) -> Option<String> {
         let url = self.string_at(path, value, 0, max, true)?;
-        let absolute = url
-            .split_once("://")
-            .is_some_and(|(scheme, rest)| {
-                !scheme.is_empty()
-                    && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-                    && !rest.is_empty()
-            });
+        let absolute = url.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !rest.is_empty()
+        });
         if absolute {
             Some(url)
         } else {
@@ -336,9 +364,13 @@ pub fn event(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         }
         other => other,
     };
-    let level = c.level_at("level", object.get("level")).unwrap_or_else(|| "error".to_owned());
+    let level = c
+        .level_at("level", object.get("level"))
+        .unwrap_or_else(|| "error".to_owned());
     let created_value = object.get("created_at").or_else(|| object.get("timestamp"));
-    let created_at_ms = c.timestamp_at("created_at", created_value, v2).unwrap_or(now_ms);
+    let created_at_ms = c
+        .timestamp_at("created_at", created_value, v2)
+        .unwrap_or(now_ms);
     breadcrumbs(&mut c, object.get("breadcrumbs"), v2);
     c.string("session_id", 0, 100, false);
     let release = c.string("release", 0, 200, true);
@@ -386,8 +418,19 @@ pub fn event(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         if let Some(request) = c.object_at("request", object.get("request")) {
             c.string_at("request.url", request.get("url"), 0, usize::MAX, false);
             c.string_at("request.method", request.get("method"), 0, 10, false);
-            c.string_map("request.headers", request.get("headers"), usize::MAX, usize::MAX);
-            c.string_at("request.query_string", request.get("query_string"), 0, 5_000, false);
+            c.string_map(
+                "request.headers",
+                request.get("headers"),
+                usize::MAX,
+                usize::MAX,
+            );
+            c.string_at(
+                "request.query_string",
+                request.get("query_string"),
+                0,
+                5_000,
+                false,
+            );
         }
         if let Some(sdk) = c.object_at("sdk", object.get("sdk")) {
             for (key, max) in [("name", 100), ("version", 50)] {
@@ -410,7 +453,10 @@ pub fn event(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         file = file.or_else(|| Some(frame.filename.clone()));
         line = line.or(frame.lineno);
     }
-    let event_id = object.get("event_id").and_then(Value::as_str).map(str::to_owned);
+    let event_id = object
+        .get("event_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(finish(
         version,
         event_id,
@@ -455,9 +501,8 @@ fn finish(
     payload: Value,
 ) -> Accepted {
     let has_exception = exception.is_some();
-    let (error_type, error_value) = exception.unwrap_or_else(|| {
-        (level.to_uppercase(), message.clone().unwrap_or_default())
-    });
+    let (error_type, error_value) =
+        exception.unwrap_or_else(|| (level.to_uppercase(), message.clone().unwrap_or_default()));
     let stack = stack.or_else(|| (!frames.is_empty()).then(|| stack_text(&frames)));
     Accepted {
         version,
@@ -495,7 +540,10 @@ pub fn stack_text(frames: &[Frame]) -> String {
                     place.push_str(&format!(":{col}"));
                 }
             }
-            format!("at {} ({place})", frame.function.as_deref().unwrap_or("anonymous"))
+            format!(
+                "at {} ({place})",
+                frame.function.as_deref().unwrap_or("anonymous")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -513,7 +561,9 @@ fn breadcrumbs(c: &mut Checker<'_>, value: Option<&Value>, v2: bool) {
     }
     for (i, item) in items.iter().enumerate() {
         let path = format!("breadcrumbs.{i}");
-        let Some(crumb) = c.object_at(&path, Some(item)) else { continue };
+        let Some(crumb) = c.object_at(&path, Some(item)) else {
+            continue;
+        };
         if crumb.contains_key("timestamp") {
             c.timestamp_at(&format!("{path}.timestamp"), crumb.get("timestamp"), v2);
         } else {
@@ -533,9 +583,21 @@ fn breadcrumbs(c: &mut Checker<'_>, value: Option<&Value>, v2: bool) {
             ),
             Some(other) => c.expected(&format!("{path}.category"), "string", other),
         }
-        c.string_at(&format!("{path}.type"), crumb.get("type"), 0, usize::MAX, false);
+        c.string_at(
+            &format!("{path}.type"),
+            crumb.get("type"),
+            0,
+            usize::MAX,
+            false,
+        );
         c.level_at(&format!("{path}.level"), crumb.get("level"));
-        c.string_at(&format!("{path}.message"), crumb.get("message"), 0, 1_000, false);
+        c.string_at(
+            &format!("{path}.message"),
+            crumb.get("message"),
+            0,
+            1_000,
+            false,
+        );
         c.object_at(&format!("{path}.data"), crumb.get("data"));
     }
 }
@@ -559,7 +621,9 @@ fn fingerprint(c: &mut Checker<'_>, value: Option<&Value>, v2: bool) -> Option<S
 }
 
 fn frames_at(c: &mut Checker<'_>, path: &str, value: Option<&Value>, max: usize) -> Vec<Frame> {
-    let Some(value) = value else { return Vec::new() };
+    let Some(value) = value else {
+        return Vec::new();
+    };
     let Some(items) = value.as_array() else {
         c.expected(path, "array", value);
         return Vec::new();
@@ -571,14 +635,28 @@ fn frames_at(c: &mut Checker<'_>, path: &str, value: Option<&Value>, max: usize)
     let mut frames = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let at = format!("{path}.{i}");
-        let Some(frame) = c.object_at(&at, Some(item)) else { continue };
+        let Some(frame) = c.object_at(&at, Some(item)) else {
+            continue;
+        };
         let filename = if frame.contains_key("filename") {
-            c.string_at(&format!("{at}.filename"), frame.get("filename"), 0, 1_000, false)
+            c.string_at(
+                &format!("{at}.filename"),
+                frame.get("filename"),
+                0,
+                1_000,
+                false,
+            )
         } else {
             c.fail(format!("{at}.filename"), "Required");
             None
         };
-        let function = c.string_at(&format!("{at}.function"), frame.get("function"), 0, usize::MAX, true);
+        let function = c.string_at(
+            &format!("{at}.function"),
+            frame.get("function"),
+            0,
+            usize::MAX,
+            true,
+        );
         let lineno = c.integer_at(&format!("{at}.lineno"), frame.get("lineno"), true);
         let colno = c.integer_at(&format!("{at}.colno"), frame.get("colno"), true);
         let in_app = match frame.get("in_app") {
@@ -589,7 +667,13 @@ fn frames_at(c: &mut Checker<'_>, path: &str, value: Option<&Value>, max: usize)
                 false
             }
         };
-        c.string_at(&format!("{at}.context_line"), frame.get("context_line"), 0, 500, true);
+        c.string_at(
+            &format!("{at}.context_line"),
+            frame.get("context_line"),
+            0,
+            500,
+            true,
+        );
         for key in ["pre_context", "post_context"] {
             if let Some(lines) = frame.get(key) {
                 if !lines.is_array() && !lines.is_null() {
@@ -624,9 +708,13 @@ pub fn envelope(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         details: Vec::new(),
     };
     let event_id = c.string("event_id", 0, 64, true);
-    let created_at_ms = c.timestamp_at("timestamp", object.get("timestamp"), true).unwrap_or(now_ms);
+    let created_at_ms = c
+        .timestamp_at("timestamp", object.get("timestamp"), true)
+        .unwrap_or(now_ms);
     c.string("platform", 0, 50, true);
-    let level = c.level_at("level", object.get("level")).unwrap_or_else(|| "error".to_owned());
+    let level = c
+        .level_at("level", object.get("level"))
+        .unwrap_or_else(|| "error".to_owned());
     let message = match object.get("message") {
         // Sentry sends `message` as a string or as `{formatted, message}`.
         Some(Value::Object(formatted)) => formatted
@@ -656,13 +744,21 @@ pub fn envelope(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         let ty = c.string_at("exception.type", source.get("type"), 0, 500, true);
         let value = c.string_at("exception.value", source.get("value"), 0, 10_000, true);
         if ty.is_some() || value.is_some() {
-            exception = Some((ty.unwrap_or_else(|| "Error".to_owned()), value.unwrap_or_default()));
+            exception = Some((
+                ty.unwrap_or_else(|| "Error".to_owned()),
+                value.unwrap_or_default(),
+            ));
         }
         if let Some(stack_frames) = source
             .get("stacktrace")
             .and_then(|stack| stack.get("frames"))
         {
-            frames = frames_at(&mut c, "exception.stacktrace.frames", Some(stack_frames), 100);
+            frames = frames_at(
+                &mut c,
+                "exception.stacktrace.frames",
+                Some(stack_frames),
+                100,
+            );
         }
     }
     if frames.is_empty() {
@@ -689,7 +785,12 @@ pub fn envelope(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         return Err(c.details);
     }
     // Oldest first: the culprit is the last in-app frame.
-    let culprit = frames.iter().rev().find(|f| f.in_app).or(frames.last()).cloned();
+    let culprit = frames
+        .iter()
+        .rev()
+        .find(|f| f.in_app)
+        .or(frames.last())
+        .cloned();
     let file = culprit.as_ref().map(|f| f.filename.clone());
     let line = culprit.as_ref().and_then(|f| f.lineno);
     Ok(finish(

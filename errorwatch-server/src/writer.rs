@@ -32,7 +32,12 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task.
-    pub fn start(store: Store, metrics: Arc<Metrics>, capacity: usize, max_batch: usize) -> (Writer, JoinHandle<()>) {
+    pub fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+        max_batch: usize,
+    ) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(rx, stopped, store, metrics, max_batch.max(1)));

@@ -9,7 +9,11 @@ use support::*;
 async fn every_kind_of_bad_body_is_refused_and_the_server_keeps_serving() {
     let s = TestServer::start().await;
     let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let deep_object = format!("{{\"extra\":{}1{}}}", "{\"a\":".repeat(5_000), "}".repeat(5_000));
+    let deep_object = format!(
+        "{{\"extra\":{}1{}}}",
+        "{\"a\":".repeat(5_000),
+        "}".repeat(5_000)
+    );
     let huge_frames = json!({
         "event_id": "e",
         "frames": vec![json!({ "filename": "a.rs" }); 100_000],
@@ -21,50 +25,104 @@ async fn every_kind_of_bad_body_is_refused_and_the_server_keeps_serving() {
     })
     .to_string();
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("truncated JSON", b"{\"event_id\": \"e\", \"message\": \"cut".to_vec(), 400),
-        ("invalid UTF-8", b"{\"event_id\": \"e\", \"message\": \"\xff\xfe\"}".to_vec(), 400),
+        (
+            "truncated JSON",
+            b"{\"event_id\": \"e\", \"message\": \"cut".to_vec(),
+            400,
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"event_id\": \"e\", \"message\": \"\xff\xfe\"}".to_vec(),
+            400,
+        ),
         ("empty body", Vec::new(), 400),
         ("not an object", b"[1, 2, 3]".to_vec(), 400),
         ("a bare string", b"\"event\"".to_vec(), 400),
         ("10 MB body", vec![b'x'; 10 * 1024 * 1024], 413),
         ("deep array nesting", deep_array.into_bytes(), 400),
         ("deep object nesting", deep_object.into_bytes(), 400),
-        ("wrong types", br#"{"event_id": 5, "message": true, "line": "ten", "tags": []}"#.to_vec(), 400),
+        (
+            "wrong types",
+            br#"{"event_id": 5, "message": true, "line": "ten", "tags": []}"#.to_vec(),
+            400,
+        ),
         ("huge frames array", huge_frames.into_bytes(), 400),
         ("huge breadcrumbs array", huge_crumbs.into_bytes(), 400),
-        ("nulls where strings go", br#"{"event_id": "e", "user": {"id": null}}"#.to_vec(), 400),
+        (
+            "nulls where strings go",
+            br#"{"event_id": "e", "user": {"id": null}}"#.to_vec(),
+            400,
+        ),
     ];
     for (name, body, status) in cases {
         let answer = s.post_raw("/api/v1/event", Some(&s.key), body).await;
         assert_eq!(answer.status, status, "{name}: {}", answer.body);
-        assert!(answer.body["error"].is_string() && answer.body["code"].is_string(), "{name}: a reason");
+        assert!(
+            answer.body["error"].is_string() && answer.body["code"].is_string(),
+            "{name}: a reason"
+        );
         if status == 400 {
-            let detail = answer.body["details"][0]["message"].as_str().unwrap_or_default();
+            let detail = answer.body["details"][0]["message"]
+                .as_str()
+                .unwrap_or_default();
             assert!(!detail.is_empty(), "{name}: the details say what is wrong");
         }
         // Still serving, after each one.
-        assert_eq!(s.send(s.http.get(s.url("/health/live"))).await.status, 200, "{name}");
+        assert_eq!(
+            s.send(s.http.get(s.url("/health/live"))).await.status,
+            200,
+            "{name}"
+        );
     }
     let answer = s.event(&v2("still fine")).await;
     assert_eq!(answer.status, 202);
-    assert_eq!(s.server.store().event_count().await.expect("count"), 1, "nothing bad was stored");
+    assert_eq!(
+        s.server.store().event_count().await.expect("count"),
+        1,
+        "nothing bad was stored"
+    );
 }
 
 #[tokio::test]
 async fn bad_query_and_admin_input_gets_a_4xx() {
     let s = TestServer::start().await;
     let cases = [
-        s.http.patch(s.url(&format!("/api/v1/projects/{}", s.project))).bearer_auth(ADMIN).body("{not json"),
-        s.http.patch(s.url(&format!("/api/v1/projects/{}", s.project))).bearer_auth(ADMIN).body(r#"{"sampleRate": 2}"#),
-        s.http.patch(s.url(&format!("/api/v1/projects/{}", s.project))).bearer_auth(ADMIN).body(r#"{"unknown": 1}"#),
-        s.http.patch(s.url("/api/v1/projects/999")).bearer_auth(ADMIN).body(r#"{"sampleRate": 1}"#),
-        s.http.patch(s.url("/api/v1/projects/abc")).bearer_auth(ADMIN).body("{}"),
-        s.http.patch(s.url("/api/v1/groups/x/status")).bearer_auth(ADMIN).body("[]"),
-        s.http.get(s.url("/api/v1/groups?limit=many")).bearer_auth(ADMIN),
+        s.http
+            .patch(s.url(&format!("/api/v1/projects/{}", s.project)))
+            .bearer_auth(ADMIN)
+            .body("{not json"),
+        s.http
+            .patch(s.url(&format!("/api/v1/projects/{}", s.project)))
+            .bearer_auth(ADMIN)
+            .body(r#"{"sampleRate": 2}"#),
+        s.http
+            .patch(s.url(&format!("/api/v1/projects/{}", s.project)))
+            .bearer_auth(ADMIN)
+            .body(r#"{"unknown": 1}"#),
+        s.http
+            .patch(s.url("/api/v1/projects/999"))
+            .bearer_auth(ADMIN)
+            .body(r#"{"sampleRate": 1}"#),
+        s.http
+            .patch(s.url("/api/v1/projects/abc"))
+            .bearer_auth(ADMIN)
+            .body("{}"),
+        s.http
+            .patch(s.url("/api/v1/groups/x/status"))
+            .bearer_auth(ADMIN)
+            .body("[]"),
+        s.http
+            .get(s.url("/api/v1/groups?limit=many"))
+            .bearer_auth(ADMIN),
     ];
     for request in cases {
         let answer = s.send(request).await;
-        assert!((400..500).contains(&answer.status), "{}: {}", answer.status, answer.body);
+        assert!(
+            (400..500).contains(&answer.status),
+            "{}: {}",
+            answer.status,
+            answer.body
+        );
     }
     assert_eq!(s.send(s.http.get(s.url("/health/live"))).await.status, 200);
 }

@@ -17,11 +17,20 @@ async fn authentication_answers_401_with_the_contract_codes() {
     let missing = s.post_raw("/api/v1/event", None, body.clone()).await;
     assert_eq!((missing.status, missing.code()), (401, "MISSING_API_KEY"));
     assert_eq!(missing.body["error"], "API key required");
-    let format = s.post_raw("/api/v1/event", Some("Bearer abc"), body.clone()).await;
-    assert_eq!((format.status, format.code()), (401, "INVALID_API_KEY_FORMAT"));
+    let format = s
+        .post_raw("/api/v1/event", Some("Bearer abc"), body.clone())
+        .await;
+    assert_eq!(
+        (format.status, format.code()),
+        (401, "INVALID_API_KEY_FORMAT")
+    );
     assert_eq!(format.body["error"], "Invalid API key format");
     let unknown = s
-        .post_raw("/api/v1/event", Some("ew_live_0000000000000000000000000000000000"), body.clone())
+        .post_raw(
+            "/api/v1/event",
+            Some("ew_live_0000000000000000000000000000000000"),
+            body.clone(),
+        )
         .await;
     assert_eq!((unknown.status, unknown.code()), (401, "INVALID_API_KEY"));
     assert_eq!(unknown.body["error"], "Invalid API key");
@@ -41,7 +50,12 @@ async fn a_new_secret_invalidates_every_key() {
     .await
     .expect("server");
     let answer = s
-        .send(s.http.post(format!("{}/api/v1/event", other.url())).header("X-API-Key", &s.key).body(v2("x").to_string()))
+        .send(
+            s.http
+                .post(format!("{}/api/v1/event", other.url()))
+                .header("X-API-Key", &s.key)
+                .body(v2("x").to_string()),
+        )
         .await;
     assert_eq!(answer.code(), "INVALID_API_KEY");
     other.shutdown().await;
@@ -57,16 +71,36 @@ async fn v1_requires_message_file_line_and_stack() {
     assert_eq!(answer.paths(), vec!["file", "line", "stack"]);
     // v1 breadcrumbs: a fixed set of categories and numeric timestamps.
     let crumbs = |crumb: Value| with(v1("crumbs"), "breadcrumbs", json!([crumb]));
-    assert_eq!(s.event(&crumbs(json!({ "timestamp": 1_700_000_000, "category": "http" }))).await.status, 202);
     assert_eq!(
-        s.event(&crumbs(json!({ "timestamp": 1_700_000_000, "category": "db" }))).await.paths(),
+        s.event(&crumbs(
+            json!({ "timestamp": 1_700_000_000, "category": "http" })
+        ))
+        .await
+        .status,
+        202
+    );
+    assert_eq!(
+        s.event(&crumbs(
+            json!({ "timestamp": 1_700_000_000, "category": "db" })
+        ))
+        .await
+        .paths(),
         vec!["breadcrumbs.0.category"]
     );
     assert_eq!(
-        s.event(&crumbs(json!({ "timestamp": "2024-01-01T00:00:00Z", "category": "ui" }))).await.paths(),
+        s.event(&crumbs(
+            json!({ "timestamp": "2024-01-01T00:00:00Z", "category": "ui" })
+        ))
+        .await
+        .paths(),
         vec!["breadcrumbs.0.timestamp"]
     );
-    assert_eq!(s.event(&with(v1("ts"), "created_at", json!("2024-01-01T00:00:00Z"))).await.paths(), vec!["created_at"]);
+    assert_eq!(
+        s.event(&with(v1("ts"), "created_at", json!("2024-01-01T00:00:00Z")))
+            .await
+            .paths(),
+        vec!["created_at"]
+    );
 }
 
 #[tokio::test]
@@ -84,14 +118,17 @@ async fn each_v2_marker_makes_a_body_v2() {
         let answer = s.event(&body).await;
         assert_eq!(answer.status, 202, "{body}: {}", answer.body);
     }
-    let not_v2 = s.event(&json!({ "message": "number timestamp", "timestamp": 1_700_000_000 })).await;
+    let not_v2 = s
+        .event(&json!({ "message": "number timestamp", "timestamp": 1_700_000_000 }))
+        .await;
     assert_eq!(not_v2.status, 400, "a numeric timestamp is no v2 marker");
 }
 
 /// (field, value, accepted?) rows, each sent on its own on a valid v2 body.
 fn field_table() -> Vec<(&'static str, Value, bool)> {
     let crumb = |extra: Value| {
-        let mut crumb = json!({ "timestamp": "2024-01-01T00:00:00Z", "category": "custom.category" });
+        let mut crumb =
+            json!({ "timestamp": "2024-01-01T00:00:00Z", "category": "custom.category" });
         if let (Some(crumb), Some(extra)) = (crumb.as_object_mut(), extra.as_object()) {
             crumb.extend(extra.clone());
         }
@@ -114,7 +151,11 @@ fn field_table() -> Vec<(&'static str, Value, bool)> {
         ("url", json!("https://example.com/a?b=c"), true),
         ("url", Value::Null, true),
         ("url", json!("/relative"), false),
-        ("url", Value::String(format!("https://e.com/{}", "x".repeat(2_000))), false),
+        (
+            "url",
+            Value::String(format!("https://e.com/{}", "x".repeat(2_000))),
+            false,
+        ),
         ("status_code", json!(500), true),
         ("status_code", Value::Null, true),
         ("status_code", json!(99), false),
@@ -125,10 +166,26 @@ fn field_table() -> Vec<(&'static str, Value, bool)> {
         ("created_at", json!(1_700_000_000_000u64), true),
         ("created_at", json!("2024-01-01T00:00:00+02:00"), true),
         ("created_at", json!("yesterday"), false),
-        ("breadcrumbs", crumb(json!({ "message": "m", "level": "info", "type": "default", "data": {"k": 1} })), true),
-        ("breadcrumbs", crumb(json!({ "message": "x".repeat(1_001) })), false),
-        ("breadcrumbs", crumb(json!({ "category": "c".repeat(51) })), false),
-        ("breadcrumbs", Value::Array(vec![json!({ "timestamp": 1, "category": "c" }); 101]), false),
+        (
+            "breadcrumbs",
+            crumb(json!({ "message": "m", "level": "info", "type": "default", "data": {"k": 1} })),
+            true,
+        ),
+        (
+            "breadcrumbs",
+            crumb(json!({ "message": "x".repeat(1_001) })),
+            false,
+        ),
+        (
+            "breadcrumbs",
+            crumb(json!({ "category": "c".repeat(51) })),
+            false,
+        ),
+        (
+            "breadcrumbs",
+            Value::Array(vec![json!({ "timestamp": 1, "category": "c" }); 101]),
+            false,
+        ),
         ("session_id", long(100), true),
         ("session_id", long(101), false),
         ("release", long(200), true),
@@ -150,13 +207,33 @@ fn field_table() -> Vec<(&'static str, Value, bool)> {
         ("exception", json!({ "type": "E", "value": "" }), true),
         ("exception", json!({ "type": "", "value": "v" }), false),
         ("exception", json!({ "type": "E" }), false),
-        ("exception", json!({ "type": "x".repeat(501), "value": "v" }), false),
-        ("exception", json!({ "type": "E", "value": "x".repeat(10_001) }), false),
-        ("frames", json!([{ "filename": "a.rs", "function": "f", "lineno": 1, "colno": 2, "in_app": true, "context_line": "x", "pre_context": [], "post_context": [] }]), true),
+        (
+            "exception",
+            json!({ "type": "x".repeat(501), "value": "v" }),
+            false,
+        ),
+        (
+            "exception",
+            json!({ "type": "E", "value": "x".repeat(10_001) }),
+            false,
+        ),
+        (
+            "frames",
+            json!([{ "filename": "a.rs", "function": "f", "lineno": 1, "colno": 2, "in_app": true, "context_line": "x", "pre_context": [], "post_context": [] }]),
+            true,
+        ),
         ("frames", json!([{ "function": "f" }]), false),
         ("frames", json!([{ "filename": "x".repeat(1_001) }]), false),
-        ("frames", json!([{ "filename": "a", "context_line": "x".repeat(501) }]), false),
-        ("frames", Value::Array(vec![json!({ "filename": "a" }); 201]), false),
+        (
+            "frames",
+            json!([{ "filename": "a", "context_line": "x".repeat(501) }]),
+            false,
+        ),
+        (
+            "frames",
+            Value::Array(vec![json!({ "filename": "a" }); 201]),
+            false,
+        ),
         ("platform", long(50), true),
         ("platform", long(51), false),
         ("server_name", long(200), true),
@@ -169,17 +246,37 @@ fn field_table() -> Vec<(&'static str, Value, bool)> {
         ("extra", json!([1]), false),
         ("contexts", json!({ "os": { "name": "linux" } }), true),
         ("contexts", json!("os"), false),
-        ("user", json!({ "id": "1", "email": "a@b.c", "ip_address": "::1", "username": "u" }), true),
+        (
+            "user",
+            json!({ "id": "1", "email": "a@b.c", "ip_address": "::1", "username": "u" }),
+            true,
+        ),
         ("user", json!({ "id": "1", "email": null }), false),
         ("user", json!({ "id": 1 }), false),
         ("user", json!({ "ip_address": "x".repeat(46) }), false),
-        ("request", json!({ "url": "https://e.com", "method": "POST", "headers": { "a": "b" }, "query_string": "a=b", "data": {"x": 1} }), true),
+        (
+            "request",
+            json!({ "url": "https://e.com", "method": "POST", "headers": { "a": "b" }, "query_string": "a=b", "data": {"x": 1} }),
+            true,
+        ),
         ("request", json!({ "method": "x".repeat(11) }), false),
-        ("request", json!({ "query_string": "x".repeat(5_001) }), false),
+        (
+            "request",
+            json!({ "query_string": "x".repeat(5_001) }),
+            false,
+        ),
         ("request", json!({ "headers": { "a": 1 } }), false),
-        ("sdk", json!({ "name": "x".repeat(100), "version": "x".repeat(50) }), true),
+        (
+            "sdk",
+            json!({ "name": "x".repeat(100), "version": "x".repeat(50) }),
+            true,
+        ),
         ("sdk", json!({ "name": "x" }), false),
-        ("sdk", json!({ "name": "x".repeat(101), "version": "1" }), false),
+        (
+            "sdk",
+            json!({ "name": "x".repeat(101), "version": "1" }),
+            false,
+        ),
     ]
 }
 
@@ -191,7 +288,11 @@ async fn every_row_of_the_field_table() {
         body[field] = value;
         let answer = s.event(&body).await;
         if accepted {
-            assert_eq!(answer.status, 202, "row {i} ({field}) should pass: {}", answer.body);
+            assert_eq!(
+                answer.status, 202,
+                "row {i} ({field}) should pass: {}",
+                answer.body
+            );
         } else {
             assert_eq!(answer.status, 400, "row {i} ({field}) should fail");
             assert_eq!(answer.code(), "VALIDATION_ERROR");
@@ -209,12 +310,16 @@ async fn aliases_apply_only_when_the_canonical_key_is_absent() {
     let s = TestServer::start().await;
     let body = json!({ "event_id": "alias", "message": "aliases", "environment": "staging", "timestamp": "2024-03-01T12:00:00Z" });
     assert_eq!(s.event(&body).await.status, 202);
-    let both = json!({ "event_id": "alias2", "message": "both", "environment": "staging", "env": "prod" });
+    let both =
+        json!({ "event_id": "alias2", "message": "both", "environment": "staging", "env": "prod" });
     assert_eq!(s.event(&both).await.status, 202);
     // Without exception or file, both group by type (ERROR) alone: the message is not hashed.
     let groups = s.groups().await;
     assert_eq!(groups.len(), 1);
-    assert_eq!(groups[0]["firstSeen"], "2024-03-01T12:00:00.000Z", "timestamp -> created_at");
+    assert_eq!(
+        groups[0]["firstSeen"], "2024-03-01T12:00:00.000Z",
+        "timestamp -> created_at"
+    );
     let fingerprint = groups[0]["fingerprint"].as_str().unwrap_or_default();
     let events = s.events_of(fingerprint).await;
     let env_of = |message: &str| {
@@ -223,17 +328,36 @@ async fn aliases_apply_only_when_the_canonical_key_is_absent() {
             .find(|e| e["message"] == message)
             .map(|e| e["env"].clone())
     };
-    assert_eq!(env_of("aliases"), Some(json!("staging")), "environment -> env");
-    assert_eq!(env_of("both"), Some(json!("prod")), "the canonical key wins");
+    assert_eq!(
+        env_of("aliases"),
+        Some(json!("staging")),
+        "environment -> env"
+    );
+    assert_eq!(
+        env_of("both"),
+        Some(json!("prod")),
+        "the canonical key wins"
+    );
 }
 
 #[tokio::test]
 async fn malformed_json_is_a_400_that_says_where() {
     let s = TestServer::start().await;
-    let answer = s.post_raw("/api/v1/event", Some(&s.key), "{\"message\": \"x\",\n \"file\": ").await;
+    let answer = s
+        .post_raw(
+            "/api/v1/event",
+            Some(&s.key),
+            "{\"message\": \"x\",\n \"file\": ",
+        )
+        .await;
     assert_eq!((answer.status, answer.code()), (400, "VALIDATION_ERROR"));
-    let message = answer.body["details"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("Malformed JSON") && message.contains("line 2"), "{message}");
+    let message = answer.body["details"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("Malformed JSON") && message.contains("line 2"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -254,7 +378,9 @@ async fn payload_too_large_is_measured_on_the_bytes_read() {
 /// Sends `body` with `Transfer-Encoding: chunked` over a raw connection; returns the status.
 async fn support_chunked(s: &TestServer, body: &[u8]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(s.server.addr()).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(s.server.addr())
+        .await
+        .expect("connect");
     let head = format!(
         "POST /api/v1/event HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\n",
         s.key
@@ -273,7 +399,10 @@ async fn support_chunked(s: &TestServer, body: &[u8]) -> u16 {
     let mut answer = vec![0u8; 1024];
     let n = stream.read(&mut answer).await.expect("answer");
     let text = String::from_utf8_lossy(&answer[..n]);
-    text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -283,12 +412,21 @@ async fn rate_limited_clients_get_429_with_retry_after() {
         let answer = s.event(&v2(&format!("rl {i}"))).await;
         assert_eq!(answer.status, 202);
         assert_eq!(answer.header("x-ratelimit-limit"), Some("3"));
-        assert_eq!(answer.header("x-ratelimit-remaining"), Some(&*(2 - i).to_string()));
+        assert_eq!(
+            answer.header("x-ratelimit-remaining"),
+            Some(&*(2 - i).to_string())
+        );
     }
     let answer = s.event(&v2("rl 3")).await;
     assert_eq!((answer.status, answer.code()), (429, "RATE_LIMIT_EXCEEDED"));
-    assert_eq!(answer.body["error"], "Too many requests, please try again later");
-    let retry_after: u64 = answer.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert_eq!(
+        answer.body["error"],
+        "Too many requests, please try again later"
+    );
+    let retry_after: u64 = answer
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
     assert!((1..=60).contains(&retry_after));
     assert_eq!(answer.body["retryAfter"], retry_after);
     assert!(answer.header("x-ratelimit-reset").is_some());
@@ -299,24 +437,42 @@ async fn project_switch_sampling_and_quota() {
     let s = TestServer::start().await;
     let project = format!("/api/v1/projects/{}", s.project);
 
-    assert_eq!(s.admin_patch(&project, &json!({ "ingestionEnabled": false })).await.status, 200);
+    assert_eq!(
+        s.admin_patch(&project, &json!({ "ingestionEnabled": false }))
+            .await
+            .status,
+        200
+    );
     let off = s.event(&v2("off")).await;
     assert_eq!((off.status, off.code()), (403, "INGESTION_DISABLED"));
     assert_eq!(off.body["error"], "Event ingestion disabled");
     // Validation comes before the switch.
-    assert_eq!(s.event(&json!({ "message": 1, "event_id": "x" })).await.status, 400);
+    assert_eq!(
+        s.event(&json!({ "message": 1, "event_id": "x" }))
+            .await
+            .status,
+        400
+    );
 
-    s.admin_patch(&project, &json!({ "ingestionEnabled": true, "sampleRate": 0.0 })).await;
+    s.admin_patch(
+        &project,
+        &json!({ "ingestionEnabled": true, "sampleRate": 0.0 }),
+    )
+    .await;
     let sampled = s.event(&v2("sampled")).await;
     assert_eq!(sampled.status, 202);
     assert_eq!(sampled.body, json!({ "success": true, "sampled": false }));
 
-    s.admin_patch(&project, &json!({ "sampleRate": 1.0, "dailyQuota": 1 })).await;
+    s.admin_patch(&project, &json!({ "sampleRate": 1.0, "dailyQuota": 1 }))
+        .await;
     assert_eq!(s.event(&v2("within quota")).await.status, 202);
     let over = s.event(&v2("over quota")).await;
     assert_eq!((over.status, over.code()), (429, "QUOTA_EXCEEDED"));
     assert_eq!(over.body["error"], "Quota exceeded");
-    assert!(over.header("retry-after").is_none(), "production sends no Retry-After here");
+    assert!(
+        over.header("retry-after").is_none(),
+        "production sends no Retry-After here"
+    );
 
     assert_eq!(s.server.store().event_count().await.expect("count"), 1);
 }
@@ -325,7 +481,10 @@ async fn project_switch_sampling_and_quota() {
 async fn a_repeat_within_ten_seconds_is_acknowledged_not_stored() {
     let s = TestServer::start().await;
     let event = v2("same");
-    assert_eq!(s.event(&event).await.body, json!({ "success": true, "queued": true }));
+    assert_eq!(
+        s.event(&event).await.body,
+        json!({ "success": true, "queued": true })
+    );
     let again = s.event(&event).await;
     assert_eq!(again.status, 202);
     assert_eq!(again.body, json!({ "success": true, "deduplicated": true }));
@@ -338,14 +497,24 @@ async fn a_repeat_within_ten_seconds_is_acknowledged_not_stored() {
 #[tokio::test]
 async fn a_stopped_queue_answers_503_and_readiness_says_so() {
     let s = TestServer::start().await;
-    assert_eq!(s.send(s.http.get(s.url("/health/ready"))).await.body["status"], "healthy");
+    assert_eq!(
+        s.send(s.http.get(s.url("/health/ready"))).await.body["status"],
+        "healthy"
+    );
     s.server.stop_ingesting();
     let answer = s.event(&v2("stopped")).await;
     assert_eq!((answer.status, answer.code()), (503, "SERVICE_UNAVAILABLE"));
     assert_eq!(answer.body["error"], "Service temporarily unavailable");
     let ready = s.send(s.http.get(s.url("/health/ready"))).await;
-    assert_eq!((ready.status, ready.body["status"].as_str()), (503, Some("unhealthy")));
-    assert_eq!(s.admin_get("/api/v1/groups").await.status, 200, "queries still served");
+    assert_eq!(
+        (ready.status, ready.body["status"].as_str()),
+        (503, Some("unhealthy"))
+    );
+    assert_eq!(
+        s.admin_get("/api/v1/groups").await.status,
+        200,
+        "queries still served"
+    );
 }
 
 #[tokio::test]
@@ -365,16 +534,31 @@ async fn envelopes_are_accepted_with_their_event_id_echoed() {
         "tags": { "route": "/x" },
         "user": { "id": 7 },
     });
-    let answer = s.post_raw("/api/v1/envelope", Some(&s.key), envelope.to_string()).await;
+    let answer = s
+        .post_raw("/api/v1/envelope", Some(&s.key), envelope.to_string())
+        .await;
     assert_eq!(answer.status, 202, "{}", answer.body);
-    assert_eq!(answer.body, json!({ "success": true, "queued": true, "event_id": "abc123" }));
+    assert_eq!(
+        answer.body,
+        json!({ "success": true, "queued": true, "event_id": "abc123" })
+    );
     let without_id = s
-        .post_raw("/api/v1/envelope", Some(&s.key), json!({ "message": "no id" }).to_string())
+        .post_raw(
+            "/api/v1/envelope",
+            Some(&s.key),
+            json!({ "message": "no id" }).to_string(),
+        )
         .await;
     assert_eq!(without_id.body["event_id"], Value::Null);
     let groups = s.groups().await;
-    let group = groups.iter().find(|g| g["type"] == "RuntimeException").expect("group");
-    assert_eq!(group["file"], "src/Controller.php", "the last in-app frame is the culprit");
+    let group = groups
+        .iter()
+        .find(|g| g["type"] == "RuntimeException")
+        .expect("group");
+    assert_eq!(
+        group["file"], "src/Controller.php",
+        "the last in-app frame is the culprit"
+    );
     assert_eq!(group["line"], 42);
     assert_eq!(group["env"], "prod");
     let missing_key = s.post_raw("/api/v1/envelope", None, "{}").await;
@@ -385,7 +569,10 @@ async fn envelopes_are_accepted_with_their_event_id_echoed() {
 async fn health_metrics_and_unknown_routes() {
     let s = TestServer::with(|config| config.metrics_token = Some("metrics-token".into())).await;
     let live = s.send(s.http.get(s.url("/health/live"))).await;
-    assert_eq!((live.status, live.body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(
+        (live.status, live.body["status"].as_str()),
+        (200, Some("ok"))
+    );
     assert!(live.body["timestamp"].is_string());
     let ready = s.send(s.http.get(s.url("/health/ready"))).await;
     assert_eq!(ready.status, 200);
@@ -394,11 +581,19 @@ async fn health_metrics_and_unknown_routes() {
     s.event(&v2("counted")).await;
     s.post_raw("/api/v1/event", None, "{}").await;
     let refused = s.send(s.http.get(s.url("/metrics"))).await;
-    assert_eq!(refused.status, 401, "a token is set: loopback alone is not enough");
-    let metrics = s.send(s.http.get(s.url("/metrics")).bearer_auth("metrics-token")).await;
+    assert_eq!(
+        refused.status, 401,
+        "a token is set: loopback alone is not enough"
+    );
+    let metrics = s
+        .send(s.http.get(s.url("/metrics")).bearer_auth("metrics-token"))
+        .await;
     assert_eq!(metrics.status, 200);
     let text = metrics.body.as_str().unwrap_or_default();
-    assert!(text.contains("errorwatch_events_accepted_total 1"), "{text}");
+    assert!(
+        text.contains("errorwatch_events_accepted_total 1"),
+        "{text}"
+    );
     assert!(text.contains("errorwatch_events_rejected_total{reason=\"missing_api_key\"} 1"));
     assert!(text.contains("errorwatch_http_request_duration_seconds_count"));
     assert!(text.contains("errorwatch_store_batch_duration_seconds_count 1"));
@@ -406,7 +601,11 @@ async fn health_metrics_and_unknown_routes() {
     assert!(!text.contains(&s.key), "no key in the metrics");
 
     let open = TestServer::start().await;
-    assert_eq!(open.send(open.http.get(open.url("/metrics"))).await.status, 200, "no token: loopback may read");
+    assert_eq!(
+        open.send(open.http.get(open.url("/metrics"))).await.status,
+        200,
+        "no token: loopback may read"
+    );
 
     let nowhere = s.send(s.http.get(s.url("/api/v2/nothing"))).await;
     assert_eq!((nowhere.status, nowhere.code()), (404, "NOT_FOUND"));

@@ -45,19 +45,34 @@ fn command(database_url: &str) -> Command {
     command
 }
 
-async fn serve(database_url: &str, port: u16, http: &reqwest::Client) -> Child {
-    let child = command(database_url)
-        .arg("serve")
-        .env("ERRORWATCH_BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts");
+/// The server process; killed when dropped, so a failing test leaves nothing running.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn serve(database_url: &str, port: u16, http: &reqwest::Client) -> Served {
+    let served = Served(
+        command(database_url)
+            .arg("serve")
+            .env("ERRORWATCH_BIND", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts"),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let live = http.get(format!("http://127.0.0.1:{port}/health/live")).send().await;
+        let live = http
+            .get(format!("http://127.0.0.1:{port}/health/live"))
+            .send()
+            .await;
         if live.is_ok_and(|r| r.status().is_success()) {
-            return child;
+            return served;
         }
         assert!(Instant::now() < deadline, "the server did not come up");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -72,7 +87,11 @@ async fn every_acknowledged_event_survives_sigkill() {
         .args(["project", "create", "durable", "--json"])
         .output()
         .expect("project create");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let created: Value = serde_json::from_slice(&created.stdout).expect("JSON output");
     let key = created["api_key"].as_str().expect("key").to_owned();
 
@@ -84,7 +103,12 @@ async fn every_acknowledged_event_survives_sigkill() {
     let acks = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for client in 0..8 {
-        let (http, key, acknowledged, acks) = (http.clone(), key.clone(), acknowledged.clone(), acks.clone());
+        let (http, key, acknowledged, acks) = (
+            http.clone(),
+            key.clone(),
+            acknowledged.clone(),
+            acks.clone(),
+        );
         senders.push(tokio::spawn(async move {
             for n in 0..500 {
                 let id = format!("c{client}-n{n}");
@@ -116,15 +140,19 @@ async fn every_acknowledged_event_survives_sigkill() {
         assert!(Instant::now() < deadline, "too few acknowledgements");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    server.kill().expect("SIGKILL");
-    let _ = server.wait();
+    server.0.kill().expect("SIGKILL");
+    let _ = server.0.wait();
     for sender in senders {
         let _ = sender.await;
     }
     let acknowledged = acknowledged.lock().expect("acks").clone();
-    assert!(acknowledged.len() >= 600 && acknowledged.len() < 4_000, "killed mid-stream: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 600 && acknowledged.len() < 4_000,
+        "killed mid-stream: {}",
+        acknowledged.len()
+    );
 
-    let mut restarted = serve(&database_url, port, &http).await;
+    let restarted = serve(&database_url, port, &http).await;
     let groups: Value = http
         .get(format!("http://127.0.0.1:{port}/api/v1/groups"))
         .bearer_auth(ADMIN)
@@ -138,7 +166,9 @@ async fn every_acknowledged_event_survives_sigkill() {
     let mut stored = BTreeSet::new();
     for page in 1.. {
         let events: Value = http
-            .get(format!("http://127.0.0.1:{port}/api/v1/groups/{fingerprint}/events?limit=100&page={page}"))
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/groups/{fingerprint}/events?limit=100&page={page}"
+            ))
             .bearer_auth(ADMIN)
             .send()
             .await
@@ -149,13 +179,21 @@ async fn every_acknowledged_event_survives_sigkill() {
         if events.is_empty() {
             break;
         }
-        stored.extend(events.iter().filter_map(|e| e["eventId"].as_str().map(str::to_owned)));
+        stored.extend(
+            events
+                .iter()
+                .filter_map(|e| e["eventId"].as_str().map(str::to_owned)),
+        );
     }
     let missing: Vec<_> = acknowledged.difference(&stored).collect();
-    assert!(missing.is_empty(), "{} acknowledged events lost, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     assert!(group["count"].as_u64().unwrap_or(0) >= acknowledged.len() as u64);
-    restarted.kill().expect("stop");
-    let _ = restarted.wait();
+    drop(restarted);
 }
 
 trait JsonValue {

@@ -146,7 +146,9 @@ impl HttpSender {
             let mut text = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error))? {
                 if text.len() < MAX_ANSWER_BYTES {
-                    text.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER_BYTES - text.len())]);
+                    text.extend_from_slice(
+                        &chunk[..chunk.len().min(MAX_ANSWER_BYTES - text.len())],
+                    );
                 }
             }
             Ok(Answer {

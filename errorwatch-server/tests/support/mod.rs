@@ -27,7 +27,12 @@ impl Answer {
     pub fn paths(&self) -> Vec<String> {
         self.body["details"]
             .as_array()
-            .map(|details| details.iter().map(|d| d["path"].as_str().unwrap_or_default().to_owned()).collect())
+            .map(|details| {
+                details
+                    .iter()
+                    .map(|d| d["path"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -63,11 +68,21 @@ impl TestServer {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        Answer { status, body, headers }
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer {
+            status,
+            body,
+            headers,
+        }
     }
 
-    pub async fn post_raw(&self, path: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> Answer {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
         let mut request = self
             .http
             .post(self.url(path))
@@ -80,28 +95,43 @@ impl TestServer {
     }
 
     pub async fn event(&self, body: &Value) -> Answer {
-        self.post_raw("/api/v1/event", Some(&self.key), body.to_string()).await
+        self.post_raw("/api/v1/event", Some(&self.key), body.to_string())
+            .await
     }
 
     pub async fn admin_get(&self, path: &str) -> Answer {
-        self.send(self.http.get(self.url(path)).bearer_auth(ADMIN)).await
+        self.send(self.http.get(self.url(path)).bearer_auth(ADMIN))
+            .await
     }
 
     pub async fn admin_patch(&self, path: &str, body: &Value) -> Answer {
-        self.send(self.http.patch(self.url(path)).bearer_auth(ADMIN).body(body.to_string()))
-            .await
+        self.send(
+            self.http
+                .patch(self.url(path))
+                .bearer_auth(ADMIN)
+                .body(body.to_string()),
+        )
+        .await
     }
 
     pub async fn groups(&self) -> Vec<Value> {
         let answer = self.admin_get("/api/v1/groups?limit=100").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body["groups"].as_array().cloned().unwrap_or_default()
+        answer.body["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub async fn events_of(&self, fingerprint: &str) -> Vec<Value> {
-        let answer = self.admin_get(&format!("/api/v1/groups/{fingerprint}/events?limit=100")).await;
+        let answer = self
+            .admin_get(&format!("/api/v1/groups/{fingerprint}/events?limit=100"))
+            .await;
         assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body["events"].as_array().cloned().unwrap_or_default()
+        answer.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
