@@ -41,11 +41,12 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     pub(crate) fn new(options: &Options) -> Result<Pipeline, OptionsError> {
-        let scrubber = Scrubber::new(&options.scrub, options.api_key.as_deref()).map_err(|error| {
-            OptionsError::Scrubbing {
-                reason: error.to_string(),
-            }
-        })?;
+        let scrubber =
+            Scrubber::new(&options.scrub, options.api_key.as_deref()).map_err(|error| {
+                OptionsError::Scrubbing {
+                    reason: error.to_string(),
+                }
+            })?;
         Ok(Pipeline {
             environment: options.environment.clone(),
             release: options.release.clone(),

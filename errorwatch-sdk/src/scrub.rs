@@ -456,6 +456,9 @@ mod tests {
 
     #[test]
     fn disabled_scrubbing_compiles_nothing() {
-        assert!(matches!(Scrubber::new(&ScrubOptions::disabled(), None), Ok(None)));
+        assert!(matches!(
+            Scrubber::new(&ScrubOptions::disabled(), None),
+            Ok(None)
+        ));
     }
 }

@@ -15,10 +15,18 @@ fn top_function(events: &[errorwatch_sdk::Event]) -> String {
 #[test]
 fn the_top_frame_is_the_caller_inside_the_test_helper_and_nested_scopes() {
     let events = testing::capture_events(the_function_that_failed);
-    assert!(top_function(&events).ends_with("the_function_that_failed"), "{}", top_function(&events));
+    assert!(
+        top_function(&events).ends_with("the_function_that_failed"),
+        "{}",
+        top_function(&events)
+    );
 
     let events = testing::capture_events(|| with_scope(the_function_that_failed));
-    assert!(top_function(&events).ends_with("the_function_that_failed"), "{}", top_function(&events));
+    assert!(
+        top_function(&events).ends_with("the_function_that_failed"),
+        "{}",
+        top_function(&events)
+    );
 
     let events = testing::capture_events(|| {
         let client = Client::new(Options::default()).expect("client");
@@ -27,7 +35,10 @@ fn the_top_frame_is_the_caller_inside_the_test_helper_and_nested_scopes() {
     // The unconfigured client drops it; the one from the helper is bound outside `run`.
     assert!(events.is_empty() || top_function(&events).ends_with("the_function_that_failed"));
 
-    let file = testing::capture_events(the_function_that_failed)[0].file.clone().unwrap_or_default();
+    let file = testing::capture_events(the_function_that_failed)[0]
+        .file
+        .clone()
+        .unwrap_or_default();
     assert!(file.ends_with("stack_traces.rs"), "{file}");
 }
 
@@ -37,5 +48,9 @@ async fn the_top_frame_is_the_caller_inside_a_scoped_future() {
         async { the_function_that_failed() }.with_new_scope().await;
     })
     .await;
-    assert!(top_function(&events).ends_with("the_function_that_failed"), "{}", top_function(&events));
+    assert!(
+        top_function(&events).ends_with("the_function_that_failed"),
+        "{}",
+        top_function(&events)
+    );
 }

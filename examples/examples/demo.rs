@@ -33,7 +33,10 @@ impl Error for PaymentError {
 #[inline(never)]
 fn charge_card(order: u32) -> Result<(), PaymentError> {
     Err(PaymentError {
-        source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, format!("order {order}: connection reset")),
+        source: std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            format!("order {order}: connection reset"),
+        ),
     })
 }
 
@@ -47,7 +50,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     config.admin_api_key = Some("demo-admin".into());
     let server = Server::start(config).await?;
     let (_, api_key) = server.create_project("demo").await?;
-    println!("errorwatch-server listening on {} (store: {})", server.url(), database.display());
+    println!(
+        "errorwatch-server listening on {} (store: {})",
+        server.url(),
+        database.display()
+    );
 
     let guard = errorwatch_sdk::init(
         Options::new(server.url(), api_key)
@@ -56,7 +63,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     configure_scope(|scope| {
         scope.set_tag("service", "shop");
-        scope.set_user(Some(User { id: Some("customer-7".into()), ..User::default() }));
+        scope.set_user(Some(User {
+            id: Some("customer-7".into()),
+            ..User::default()
+        }));
     });
 
     capture_message("checkout latency above 2 s", Level::Warning);
@@ -67,21 +77,34 @@ async fn main() -> Result<(), Box<dyn Error>> {
             capture_error(&error);
         }
     }
-    let worker = std::thread::Builder::new().name("stock-sync".into()).spawn(|| {
-        let stock: Vec<u32> = Vec::new();
-        stock[3] // index out of bounds: a panic on a worker thread
-    })?;
+    let worker = std::thread::Builder::new()
+        .name("stock-sync".into())
+        .spawn(|| {
+            let stock: Vec<u32> = Vec::new();
+            stock[3] // index out of bounds: a panic on a worker thread
+        })?;
     let _ = worker.join();
 
-    let delivered = tokio::task::spawn_blocking(|| errorwatch_sdk::flush(Duration::from_secs(5))).await?;
+    let delivered =
+        tokio::task::spawn_blocking(|| errorwatch_sdk::flush(Duration::from_secs(5))).await?;
     let stats = guard.stats();
-    println!("SDK: captured {}, sent {}, delivered everything: {delivered}\n", stats.captured, stats.sent);
+    println!(
+        "SDK: captured {}, sent {}, delivered everything: {delivered}\n",
+        stats.captured, stats.sent
+    );
 
     let (groups, _) = server
         .store()
-        .groups(&errorwatch_server::store::GroupQuery { page: 1, limit: 100, ..Default::default() })
+        .groups(&errorwatch_server::store::GroupQuery {
+            page: 1,
+            limit: 100,
+            ..Default::default()
+        })
         .await?;
-    println!("{:<58} {:<8} {:>5}  {:<28} {:<24} {:<24}", "ISSUE", "LEVEL", "COUNT", "FILE:LINE", "FIRST SEEN", "LAST SEEN");
+    println!(
+        "{:<58} {:<8} {:>5}  {:<28} {:<24} {:<24}",
+        "ISSUE", "LEVEL", "COUNT", "FILE:LINE", "FIRST SEEN", "LAST SEEN"
+    );
     for group in &groups {
         let place = match (&group.file, group.line) {
             (Some(file), Some(line)) => format!("{}:{line}", short(file, 22)),
@@ -114,7 +137,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "\nsecrets in the store ({} bytes scanned): {}",
         stored.len(),
-        if leaked { "FOUND (this is a bug)" } else { "none: scrubbed before they left the process" }
+        if leaked {
+            "FOUND (this is a bug)"
+        } else {
+            "none: scrubbed before they left the process"
+        }
     );
     let _ = std::fs::remove_dir_all(&dir);
     if leaked {
