@@ -18,6 +18,9 @@ use crate::stacktrace::RawStack;
 use crate::stats::{Counters, Outcome, Stats};
 use crate::transport::{PushError, Queue};
 
+/// Where the in-memory client of the test helpers keeps its events.
+pub(crate) type CapturedEvents = Arc<Mutex<Vec<Event>>>;
+
 /// How many `source()` levels of an error are kept.
 const MAX_ERROR_SOURCES: usize = 16;
 
@@ -56,7 +59,7 @@ enum Sink {
     /// The real transport.
     Queue(Queue),
     /// The test helpers: events are prepared inline and kept in memory.
-    Memory(Arc<Mutex<Vec<Event>>>),
+    Memory(CapturedEvents),
 }
 
 impl Client {
@@ -83,9 +86,7 @@ impl Client {
     }
 
     /// A client that keeps its events in memory, for the [`testing`](crate::testing) helpers.
-    pub(crate) fn in_memory(
-        options: Options,
-    ) -> Result<(Client, Arc<Mutex<Vec<Event>>>), OptionsError> {
+    pub(crate) fn in_memory(options: Options) -> Result<(Client, CapturedEvents), OptionsError> {
         let events = Arc::new(Mutex::new(Vec::new()));
         let counters = Arc::new(Counters::default());
         let pipeline = Arc::new(Pipeline::new(&options)?);

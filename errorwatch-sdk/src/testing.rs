@@ -16,7 +16,7 @@
 
 use std::future::Future;
 
-use crate::client::Client;
+use crate::client::{CapturedEvents, Client};
 use crate::event::Event;
 use crate::hub::{self, Binding};
 use crate::options::Options;
@@ -68,7 +68,7 @@ pub async fn capture_events_async_with(
     take(&events)
 }
 
-fn test_client(options: Options) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<Event>>>) {
+fn test_client(options: Options) -> (Client, CapturedEvents) {
     match Client::in_memory(options) {
         Ok(made) => made,
         Err(error) => panic!("invalid options for the test client: {error}"),
