@@ -40,6 +40,9 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Requests handled at once (`MAX_CONCURRENT_REQUESTS`, default 1 024); beyond, 503.
     pub max_concurrent_requests: usize,
+    /// Connections open at once (`MAX_CONNECTIONS`, default 1 024); beyond, new ones wait in
+    /// the kernel's backlog.
+    pub max_connections: usize,
     /// Most events per store transaction.
     pub max_batch: usize,
     /// Days events are kept.
@@ -77,6 +80,7 @@ impl Config {
             max_body_bytes: 5 * 1024 * 1024,
             queue_capacity: 8_192,
             max_concurrent_requests: 1_024,
+            max_connections: 1_024,
             max_batch: 512,
             retention_days: 30,
         }
@@ -135,6 +139,7 @@ impl Config {
             number("RATE_LIMIT_PER_MINUTE", 60_000)?.min(u32::MAX as u64) as u32;
         config.queue_capacity = number("INGEST_QUEUE", 8_192)?.max(1) as usize;
         config.max_concurrent_requests = number("MAX_CONCURRENT_REQUESTS", 1_024)?.max(1) as usize;
+        config.max_connections = number("MAX_CONNECTIONS", 1_024)?.max(1) as usize;
         Ok(config)
     }
 }

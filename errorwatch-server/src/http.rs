@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::dedupe::Dedupe;
 use crate::grouping;
 use crate::keys::{self, KeyCache};
+use crate::listener::ClientAddr;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::store::{GroupQuery, GroupSort, NewEvent, Store};
@@ -103,7 +104,7 @@ enum Route {
 
 async fn ingest_event(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -112,7 +113,7 @@ async fn ingest_event(
 
 async fn ingest_envelope(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -712,7 +713,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
 ) -> Response {
     let allowed = match &state.config.metrics_token {

@@ -23,6 +23,7 @@ mod dedupe;
 pub mod grouping;
 mod http;
 pub mod keys;
+mod listener;
 mod metrics;
 mod rate_limit;
 pub mod store;
@@ -103,7 +104,9 @@ impl Server {
             writer,
             metrics,
         });
-        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = http::router(state.clone())
+            .into_make_service_with_connect_info::<listener::ClientAddr>();
+        let listener = listener::LimitedListener::new(listener, state.config.max_connections);
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
             let shutdown = async {

@@ -126,3 +126,31 @@ async fn bad_query_and_admin_input_gets_a_4xx() {
     }
     assert_eq!(s.send(s.http.get(s.url("/health/live"))).await.status, 200);
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_one() {
+    let s = TestServer::with(|config| config.max_connections = 2).await;
+    let held_a = tokio::net::TcpStream::connect(s.server.addr())
+        .await
+        .expect("connect");
+    let held_b = tokio::net::TcpStream::connect(s.server.addr())
+        .await
+        .expect("connect");
+    let url = s.url("/health/live");
+    let mut third =
+        tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    // Two idle connections hold both slots: the third is not served while they stay open.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut third).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served beyond the limit of 2"
+    );
+    drop(held_a);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), third)
+        .await
+        .expect("served once a slot frees up")
+        .expect("task")
+        .expect("request");
+    assert_eq!(status, 200);
+    drop(held_b);
+}

@@ -1,0 +1,120 @@
+//! The binary's command line: a missing or bad setting, or a port in use, stops it with one
+//! clear line and a non-zero exit.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("API_KEY_HASH_SECRET")
+        .env("RUST_LOG", "off");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("the binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line, got: {stderr}");
+    lines[0]
+}
+
+#[test]
+fn bad_settings_stop_startup_with_one_line() {
+    let db = format!(
+        "sqlite://{}/ew-cli-{}.db",
+        std::env::temp_dir().display(),
+        std::process::id()
+    );
+    let (ok, _, stderr) = run(&["serve"], &[("DATABASE_URL", &db)]);
+    assert!(!ok);
+    assert!(
+        one_line(&stderr).contains("API_KEY_HASH_SECRET is not set"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = run(
+        &["serve"],
+        &[("API_KEY_HASH_SECRET", "short"), ("DATABASE_URL", &db)],
+    );
+    assert!(!ok);
+    assert!(one_line(&stderr).contains("API_KEY_HASH_SECRET is invalid"));
+
+    let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
+    let (ok, _, stderr) = run(
+        &["serve"],
+        &[secret, ("DATABASE_URL", "postgres://nowhere/db")],
+    );
+    assert!(!ok);
+    assert!(one_line(&stderr).contains("DATABASE_URL"), "{stderr}");
+
+    let (ok, _, stderr) = run(
+        &["serve"],
+        &[
+            secret,
+            ("DATABASE_URL", &db),
+            ("ERRORWATCH_BIND", "localhost"),
+        ],
+    );
+    assert!(!ok);
+    assert!(one_line(&stderr).contains("ERRORWATCH_BIND"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr").to_string();
+    let (ok, _, stderr) = run(
+        &["serve"],
+        &[secret, ("DATABASE_URL", &db), ("ERRORWATCH_BIND", &address)],
+    );
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains("cannot listen on") && line.contains(&address),
+        "{line}"
+    );
+
+    let _ = std::fs::remove_file(db.trim_start_matches("sqlite://"));
+}
+
+#[test]
+fn project_create_prints_the_key_last_and_migrate_runs() {
+    let path = format!(
+        "{}/ew-cli-create-{}.db",
+        std::env::temp_dir().display(),
+        std::process::id()
+    );
+    let db = format!("sqlite://{path}");
+    let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
+    let (ok, stdout, _) = run(&["migrate"], &[("DATABASE_URL", &db)]);
+    assert!(ok && stdout.contains("migrations applied"));
+    let (ok, stdout, _) = run(
+        &["project", "create", "shop"],
+        &[secret, ("DATABASE_URL", &db)],
+    );
+    assert!(ok);
+    let key = stdout.lines().last().unwrap_or_default();
+    assert!(key.starts_with("ew_live_") && key.len() == 40, "{stdout}");
+    let (ok, stdout, _) = run(
+        &["project", "create", "shop2", "--json"],
+        &[secret, ("DATABASE_URL", &db)],
+    );
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(json["name"], "shop2");
+    assert!(json["api_key"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("ew_live_")));
+    let (ok, _, stderr) = run(&["project", "create", "x"], &[("DATABASE_URL", &db)]);
+    assert!(!ok && one_line(&stderr).contains("API_KEY_HASH_SECRET"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+}
