@@ -418,6 +418,18 @@ impl Event {
         }
     }
 
+    /// A new event for `error`: its type, its message, and its `source()` chain (in
+    /// `extra["error.sources"]`). Integrations use it for errors they only see as `dyn Error`.
+    ///
+    /// ```
+    /// let error = "x".parse::<u8>().unwrap_err();
+    /// let event = errorwatch_sdk::Event::from_error(&error);
+    /// assert_eq!(event.exception.unwrap().ty, "ParseIntError");
+    /// ```
+    pub fn from_error<E: std::error::Error + ?Sized>(error: &E) -> Self {
+        crate::client::event_from_error(error)
+    }
+
     /// The value of a tag.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)

@@ -1,1 +1,422 @@
-//! Not built yet: see the project issues.
+//! A [`tracing_subscriber::Layer`] that turns a service's `tracing` instrumentation into
+//! ErrorWatch reports, with no other code change.
+//!
+//! By default `ERROR` events become ErrorWatch events, `WARN` and `INFO` events become
+//! breadcrumbs on the current scope (so they explain the next error), and `DEBUG`/`TRACE` are
+//! ignored. A [filter](ErrorWatchLayer::event_filter) chooses per event and
+//! [mappers](ErrorWatchLayer::map_event) edit what is produced.
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! let _guard = errorwatch_sdk::init(errorwatch_sdk::Options::from_env().unwrap_or_default());
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(errorwatch_tracing::layer())
+//!     .init();
+//!
+//! tracing::info!(order = 42, "payment started");           // a breadcrumb
+//! tracing::error!(order = 42, tag.region = "eu", "payment failed"); // an event
+//! ```
+//!
+//! What an event carries:
+//! - the `message` field as its message; every other field in `extra`, fields named
+//!   `tag.<name>` in `tags`;
+//! - an `error` field recorded as `&dyn Error` as its exception, with the `source()` chain
+//!   (`#[instrument(err)]` errors too);
+//! - the event's target, module, file and line, and a frame for that place;
+//! - the names and fields of the active spans (`contexts.spans`), whose fields also join
+//!   `extra` and `tags`, so a request span's fields appear on its errors.
+//!
+//! Never recursive: events recorded on the SDK's own threads (its transport and the HTTP
+//! stack under it) and events from the SDK's own crates are ignored.
+
+#![warn(missing_docs)]
+
+mod fields;
+
+use std::fmt;
+use std::sync::Arc;
+
+use errorwatch_sdk::{Breadcrumb, Event, Exception, Frame, Level, Map, Value};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use fields::{FieldVisitor, SpanFields};
+
+/// What the layer makes of one `tracing` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventFilter {
+    /// Nothing.
+    Ignore,
+    /// A breadcrumb on the current scope.
+    Breadcrumb,
+    /// An ErrorWatch event.
+    Event,
+    /// An ErrorWatch event, and a breadcrumb for the events after it.
+    EventAndBreadcrumb,
+}
+
+/// The default mapping: `ERROR` to events, `WARN` and `INFO` to breadcrumbs, the rest ignored.
+///
+/// Custom filters can start from it:
+///
+/// ```
+/// use errorwatch_tracing::{default_event_filter, EventFilter};
+///
+/// // The defaults, but warnings are reported as events too.
+/// let layer = errorwatch_tracing::layer().event_filter(|metadata| {
+///     match default_event_filter(metadata) {
+///         EventFilter::Breadcrumb if *metadata.level() == tracing::Level::WARN => {
+///             EventFilter::EventAndBreadcrumb
+///         }
+///         other => other,
+///     }
+/// });
+/// # let _ = layer;
+/// ```
+pub fn default_event_filter(metadata: &Metadata<'_>) -> EventFilter {
+    match *metadata.level() {
+        tracing_core::Level::ERROR => EventFilter::Event,
+        tracing_core::Level::WARN | tracing_core::Level::INFO => EventFilter::Breadcrumb,
+        _ => EventFilter::Ignore,
+    }
+}
+
+type FilterFn = dyn Fn(&Metadata<'_>) -> EventFilter + Send + Sync;
+type EventMapper = dyn Fn(Event, &Metadata<'_>) -> Option<Event> + Send + Sync;
+type BreadcrumbMapper = dyn Fn(Breadcrumb, &Metadata<'_>) -> Option<Breadcrumb> + Send + Sync;
+
+/// The layer. Build it with [`layer()`] and its methods.
+#[derive(Clone)]
+pub struct ErrorWatchLayer {
+    filter: Arc<FilterFn>,
+    map_event: Option<Arc<EventMapper>>,
+    map_breadcrumb: Option<Arc<BreadcrumbMapper>>,
+    tag_prefix: &'static str,
+    attach_spans: bool,
+}
+
+impl fmt::Debug for ErrorWatchLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorWatchLayer")
+            .field("tag_prefix", &self.tag_prefix)
+            .field("attach_spans", &self.attach_spans)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A layer with the default mapping.
+pub fn layer() -> ErrorWatchLayer {
+    ErrorWatchLayer::default()
+}
+
+impl Default for ErrorWatchLayer {
+    fn default() -> Self {
+        ErrorWatchLayer {
+            filter: Arc::new(default_event_filter),
+            map_event: None,
+            map_breadcrumb: None,
+            tag_prefix: "tag.",
+            attach_spans: true,
+        }
+    }
+}
+
+impl ErrorWatchLayer {
+    /// Chooses, per event, what it becomes.
+    ///
+    /// ```
+    /// use errorwatch_tracing::{default_event_filter, EventFilter};
+    /// let layer = errorwatch_tracing::layer().event_filter(|metadata| {
+    ///     if metadata.target().starts_with("noisy_dependency") {
+    ///         EventFilter::Ignore
+    ///     } else {
+    ///         default_event_filter(metadata)
+    ///     }
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn event_filter(
+        mut self,
+        filter: impl Fn(&Metadata<'_>) -> EventFilter + Send + Sync + 'static,
+    ) -> Self {
+        self.filter = Arc::new(filter);
+        self
+    }
+
+    /// Edits (or drops, with `None`) each event the layer produces.
+    pub fn map_event(
+        mut self,
+        mapper: impl Fn(Event, &Metadata<'_>) -> Option<Event> + Send + Sync + 'static,
+    ) -> Self {
+        self.map_event = Some(Arc::new(mapper));
+        self
+    }
+
+    /// Edits (or drops, with `None`) each breadcrumb the layer produces.
+    pub fn map_breadcrumb(
+        mut self,
+        mapper: impl Fn(Breadcrumb, &Metadata<'_>) -> Option<Breadcrumb> + Send + Sync + 'static,
+    ) -> Self {
+        self.map_breadcrumb = Some(Arc::new(mapper));
+        self
+    }
+
+    /// The prefix that marks a field as a tag (`tag.` by default: `tag.region = "eu"`).
+    pub fn tag_prefix(mut self, prefix: &'static str) -> Self {
+        self.tag_prefix = prefix;
+        self
+    }
+
+    /// Whether events carry the active spans' names and fields. Default: yes.
+    pub fn attach_spans(mut self, attach: bool) -> Self {
+        self.attach_spans = attach;
+        self
+    }
+}
+
+/// Events the SDK's own crates record are never reported: that way lies recursion.
+fn is_own(metadata: &Metadata<'_>) -> bool {
+    let target = metadata.target();
+    target.starts_with("errorwatch_sdk") || target.starts_with("errorwatch_tracing")
+}
+
+fn level_of(metadata: &Metadata<'_>) -> Level {
+    match *metadata.level() {
+        tracing_core::Level::ERROR => Level::Error,
+        tracing_core::Level::WARN => Level::Warning,
+        tracing_core::Level::INFO => Level::Info,
+        _ => Level::Debug,
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for ErrorWatchLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if errorwatch_sdk::is_suppressed() || is_own(attrs.metadata()) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields::default();
+        attrs.record(&mut fields);
+        if !fields.is_empty() {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if errorwatch_sdk::is_suppressed() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            values.record(fields);
+        } else {
+            let mut fields = SpanFields::default();
+            values.record(&mut fields);
+            extensions.insert(fields);
+        }
+    }
+
+    fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        // Cheap checks first: nothing below allocates unless a report is made.
+        if errorwatch_sdk::is_suppressed() || is_own(metadata) {
+            return;
+        }
+        let decision = (self.filter)(metadata);
+        if decision == EventFilter::Ignore {
+            return;
+        }
+        let mut visitor = FieldVisitor::new(self.tag_prefix);
+        event.record(&mut visitor);
+        match decision {
+            EventFilter::Ignore => {}
+            EventFilter::Breadcrumb => self.breadcrumb(visitor, metadata),
+            EventFilter::Event => self.event(visitor, metadata, event, &ctx, false),
+            EventFilter::EventAndBreadcrumb => self.event(visitor, metadata, event, &ctx, true),
+        }
+    }
+}
+
+impl ErrorWatchLayer {
+    fn breadcrumb(&self, visitor: FieldVisitor, metadata: &Metadata<'_>) {
+        let mut data = visitor.extra;
+        for (key, value) in visitor.tags {
+            data.insert(key, Value::String(value));
+        }
+        if let Some(error) = visitor.error {
+            data.insert("error".into(), Value::String(error.value));
+        }
+        let crumb = Breadcrumb {
+            timestamp: errorwatch_sdk::Timestamp::now(),
+            category: metadata.target().to_owned(),
+            ty: Some(
+                if *metadata.level() == tracing_core::Level::ERROR {
+                    "error"
+                } else {
+                    "default"
+                }
+                .into(),
+            ),
+            level: Some(level_of(metadata)),
+            message: visitor.message,
+            data,
+        };
+        self.add_breadcrumb(crumb, metadata);
+    }
+
+    /// Every breadcrumb the layer makes passes the mapper here.
+    fn add_breadcrumb(&self, crumb: Breadcrumb, metadata: &Metadata<'_>) {
+        let crumb = match &self.map_breadcrumb {
+            Some(mapper) => match mapper(crumb, metadata) {
+                Some(crumb) => crumb,
+                None => return,
+            },
+            None => crumb,
+        };
+        errorwatch_sdk::add_breadcrumb(crumb);
+    }
+
+    fn event<S>(
+        &self,
+        visitor: FieldVisitor,
+        metadata: &Metadata<'_>,
+        tracing_event: &tracing_core::Event<'_>,
+        ctx: &Context<'_, S>,
+        also_breadcrumb: bool,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let FieldVisitor {
+            message,
+            extra,
+            tags,
+            error,
+            ..
+        } = visitor;
+        let mut event = match &error {
+            Some(error) => Event {
+                exception: Some(Exception::new(error.ty.clone(), error.value.clone())),
+                message: message.clone(),
+                ..Event::default()
+            },
+            None => Event {
+                message: message.clone(),
+                ..Event::default()
+            },
+        };
+        event.level = level_of(metadata);
+        if let Some(sources) = error.and_then(|error| error.sources) {
+            event.extra.insert("error.sources".into(), sources);
+        }
+        event.extra.extend(extra);
+        event.tags.extend(tags);
+        event
+            .tags
+            .insert("logger".into(), metadata.target().to_owned());
+        let mut place = serde_json::Map::new();
+        place.insert("target".into(), Value::from(metadata.target()));
+        if let Some(module) = metadata.module_path() {
+            place.insert("module".into(), Value::from(module));
+        }
+        if let Some(file) = metadata.file() {
+            place.insert("file".into(), Value::from(file));
+        }
+        if let Some(line) = metadata.line() {
+            place.insert("line".into(), Value::from(line));
+        }
+        event
+            .contexts
+            .insert("tracing".into(), Value::Object(place));
+        if let Some(file) = metadata.file() {
+            // The event's own place is the culprit: one frame, without walking the stack.
+            event.file = Some(file.to_owned());
+            event.line = metadata.line();
+            event.frames = vec![Frame {
+                filename: file.to_owned(),
+                function: Some(
+                    metadata
+                        .module_path()
+                        .unwrap_or(metadata.target())
+                        .to_owned(),
+                ),
+                lineno: metadata.line(),
+                colno: None,
+                in_app: Some(true),
+            }];
+        }
+        if self.attach_spans {
+            attach_spans(&mut event, tracing_event, ctx);
+        }
+        let event = match &self.map_event {
+            Some(mapper) => match mapper(event, metadata) {
+                Some(event) => event,
+                None => return,
+            },
+            None => event,
+        };
+        let crumb = also_breadcrumb.then(|| {
+            let mut crumb = Breadcrumb::new(metadata.target(), message.unwrap_or_default());
+            crumb.level = Some(level_of(metadata));
+            crumb.ty = Some("error".into());
+            crumb
+        });
+        errorwatch_sdk::capture_event(event);
+        if let Some(crumb) = crumb {
+            self.add_breadcrumb(crumb, metadata);
+        }
+    }
+}
+
+/// The active spans, outermost first: names in `contexts.spans`, fields into extra and tags
+/// (the event's own fields win).
+fn attach_spans<S>(event: &mut Event, tracing_event: &tracing_core::Event<'_>, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(scope) = ctx.event_scope(tracing_event) else {
+        return;
+    };
+    let mut spans = Vec::new();
+    for span in scope.from_root() {
+        let mut entry = serde_json::Map::new();
+        entry.insert("name".into(), Value::from(span.name()));
+        entry.insert("target".into(), Value::from(span.metadata().target()));
+        if let Some(fields) = span.extensions().get::<SpanFields>() {
+            let mut values = serde_json::Map::new();
+            for (key, value) in fields.iter() {
+                values.insert(key.clone(), value.clone());
+                match key.strip_prefix("tag.") {
+                    Some(tag) => {
+                        let text = match value {
+                            Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        };
+                        event.tags.entry(tag.to_owned()).or_insert(text);
+                    }
+                    None => {
+                        event
+                            .extra
+                            .entry(key.clone())
+                            .or_insert_with(|| value.clone());
+                    }
+                }
+            }
+            entry.insert("fields".into(), Value::Object(values));
+        }
+        spans.push(Value::Object(entry));
+    }
+    if !spans.is_empty() {
+        event.contexts.insert("spans".into(), Value::Array(spans));
+    }
+}
+
+/// The map type the layer fills (re-exported for mappers).
+pub type Fields = Map;
