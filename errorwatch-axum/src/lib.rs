@@ -1,1 +1,392 @@
-//! Not built yet: see the project issues.
+//! A tower [`Layer`](tower::Layer) that reports to ErrorWatch: for axum, and for any tower
+//! service over `http` types.
+//!
+//! One line in the router is enough:
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! # async fn demo() {
+//! let _guard = errorwatch_sdk::init(errorwatch_sdk::Options::from_env().unwrap_or_default());
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "ok" }))
+//!     .layer(errorwatch_axum::ErrorWatchLayer::new());
+//! # let _ = app;
+//! # }
+//! ```
+//!
+//! Every request then runs in a scope of its own, carrying the request (method, URL, the
+//! route pattern as the `transaction` tag, the headers that may leave), so whatever the handler
+//! or the tracing layer reports lands on that request's events only. A handler panic is caught,
+//! reported as `fatal` and answered with a 500 while the server goes on; a 5xx response is
+//! reported with its status; 4xx are not, unless asked.
+
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use errorwatch_sdk::http as ew_http;
+use errorwatch_sdk::{Exception, ScopeFutureExt, Scoped, User};
+use http::{Request, Response, StatusCode};
+
+pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
+
+/// Attach this to a response (in its extensions) to name the error behind it: the report then
+/// carries its type and message instead of the bare status.
+///
+/// ```
+/// use axum::response::{IntoResponse, Response};
+///
+/// struct AppError(std::io::Error);
+///
+/// impl IntoResponse for AppError {
+///     fn into_response(self) -> Response {
+///         let mut response = (http::StatusCode::INTERNAL_SERVER_ERROR, "something broke").into_response();
+///         response.extensions_mut().insert(errorwatch_axum::HandlerError::new(&self.0));
+///         response
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct HandlerError(Exception);
+
+impl HandlerError {
+    /// The error's type and message.
+    pub fn new<E: std::error::Error + ?Sized>(error: &E) -> Self {
+        let event = errorwatch_sdk::Event::from_error(error);
+        HandlerError(event.exception.unwrap_or_default())
+    }
+}
+
+#[derive(Clone)]
+struct Config {
+    statuses: ReportStatuses,
+    catch_panics: bool,
+    send_pii: Option<bool>,
+    client: Option<errorwatch_sdk::Client>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("statuses", &self.statuses)
+            .field("catch_panics", &self.catch_panics)
+            .field("send_pii", &self.send_pii)
+            .field("own_client", &self.client.is_some())
+            .finish()
+    }
+}
+
+/// The layer. `ErrorWatchLayer::new()` has the defaults: 5xx reported, 4xx not, panics caught,
+/// personal data as the client's `send_default_pii` says.
+#[derive(Clone, Debug)]
+pub struct ErrorWatchLayer {
+    config: Arc<Config>,
+}
+
+impl Default for ErrorWatchLayer {
+    fn default() -> Self {
+        ErrorWatchLayer {
+            config: Arc::new(Config {
+                statuses: ReportStatuses::default(),
+                catch_panics: true,
+                send_pii: None,
+                client: None,
+            }),
+        }
+    }
+}
+
+impl ErrorWatchLayer {
+    /// The layer with its defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Which statuses are reported.
+    ///
+    /// ```
+    /// use errorwatch_axum::{ErrorWatchLayer, ReportStatuses};
+    /// let layer = ErrorWatchLayer::new().report_statuses(ReportStatuses::default().with_client_errors());
+    /// # let _ = layer;
+    /// ```
+    pub fn report_statuses(mut self, statuses: ReportStatuses) -> Self {
+        Arc::make_mut(&mut self.config).statuses = statuses;
+        self
+    }
+
+    /// Whether handler panics are caught (and answered with a 500). Default: yes.
+    pub fn catch_panics(mut self, catch: bool) -> Self {
+        Arc::make_mut(&mut self.config).catch_panics = catch;
+        self
+    }
+
+    /// Reports to `client` instead of the global one (for services that run several clients,
+    /// and for tests).
+    pub fn client(mut self, client: errorwatch_sdk::Client) -> Self {
+        Arc::make_mut(&mut self.config).client = Some(client);
+        self
+    }
+
+    /// Attaches the client IP, overriding the client's `send_default_pii`.
+    pub fn send_pii(mut self, send: bool) -> Self {
+        Arc::make_mut(&mut self.config).send_pii = Some(send);
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for ErrorWatchLayer {
+    type Service = ErrorWatchService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorWatchService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service the layer wraps around yours.
+#[derive(Clone, Debug)]
+pub struct ErrorWatchService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+/// What the middleware knows of a request once it is handed on.
+struct RequestInfo {
+    method: String,
+    route: String,
+    request: errorwatch_sdk::Request,
+    client_ip: Option<String>,
+}
+
+fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let uri = request.uri();
+    let url = match (uri.scheme_str(), uri.authority()) {
+        (Some(_), Some(_)) => uri.to_string(),
+        _ => ew_http::absolute_url(
+            header("x-forwarded-proto").unwrap_or("http"),
+            header("host").or(uri.authority().map(|a| a.as_str())),
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+        ),
+    };
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| uri.path().to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let ew_request = ew_http::request(
+        &method,
+        &url,
+        headers
+            .iter()
+            .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value))),
+    );
+    let client_ip = send_pii
+        .then(|| {
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            ew_http::client_ip(header("x-forwarded-for"), header("x-real-ip"), peer)
+        })
+        .flatten();
+    RequestInfo {
+        method,
+        route,
+        request: ew_request,
+        client_ip,
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for ErrorWatchService<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<&'static str>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let send_pii = self.config.send_pii.unwrap_or_else(|| {
+            let client = self
+                .config
+                .client
+                .clone()
+                .or_else(errorwatch_sdk::Client::current);
+            client.is_some_and(|client| client.sends_default_pii())
+        });
+        let info = request_info(&request, send_pii);
+        // Calling the inner service may panic too (before any future exists).
+        let called = if self.config.catch_panics {
+            errorwatch_sdk::panic::catching_panics(|| {
+                catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
+            })
+        } else {
+            Ok(self.inner.call(request))
+        };
+        let (inner, early_panic) = match called {
+            Ok(future) => (Some(future), None),
+            Err(payload) => (None, Some(payload)),
+        };
+        let guarded = Guarded {
+            inner,
+            early_panic,
+            info: Some(info),
+            config: self.config.clone(),
+            method: String::new(),
+            route: String::new(),
+        };
+        // A scope of its own, forked from the current one now, for this request only.
+        let inner = match &self.config.client {
+            Some(client) => client.bind(guarded),
+            None => guarded.with_new_scope(),
+        };
+        ResponseFuture { inner }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a request handled by [`ErrorWatchService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Scoped<Guarded<F>>,
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: From<&'static str>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Runs inside the request's scope: fills it, catches panics, reports what must be.
+    pub struct Guarded<F> {
+        #[pin]
+        inner: Option<F>,
+        early_panic: Option<Box<dyn std::any::Any + Send>>,
+        info: Option<RequestInfo>,
+        config: Arc<Config>,
+        method: String,
+        route: String,
+    }
+}
+
+impl<F, ResBody, E> Future for Guarded<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: From<&'static str>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(info) = this.info.take() {
+            // First poll: the request's own scope is installed now.
+            *this.method = info.method;
+            *this.route = info.route;
+            let (request, client_ip, route) = (info.request, info.client_ip, this.route.clone());
+            errorwatch_sdk::configure_scope(|scope| {
+                scope.set_request(Some(request));
+                scope.set_tag("transaction", route);
+                if let Some(ip) = client_ip {
+                    let mut user = scope.user().cloned().unwrap_or_default();
+                    user.ip_address = Some(ip);
+                    scope.set_user(Some(user));
+                }
+            });
+        }
+        if let Some(payload) = this.early_panic.take() {
+            return Poll::Ready(Ok(answer_panic(payload.as_ref())));
+        }
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Ok(internal_error()));
+        };
+        let polled = if this.config.catch_panics {
+            errorwatch_sdk::panic::catching_panics(|| {
+                catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
+            })
+        } else {
+            Ok(inner.poll(cx))
+        };
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(response))) => {
+                report_status(&response, this.method, this.route, &this.config.statuses);
+                Poll::Ready(Ok(response))
+            }
+            Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(error)),
+            Err(payload) => {
+                // The future panicked: never poll it again.
+                this.inner.set(None);
+                Poll::Ready(Ok(answer_panic(payload.as_ref())))
+            }
+        }
+    }
+}
+
+fn internal_error<ResBody: From<&'static str>>() -> Response<ResBody> {
+    let mut response = Response::new(ResBody::from("Internal Server Error"));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+/// Reports a caught panic (unless the panic hook already did, with this request's scope) and
+/// answers 500.
+fn answer_panic<ResBody: From<&'static str>>(
+    payload: &(dyn std::any::Any + Send),
+) -> Response<ResBody> {
+    if errorwatch_sdk::panic::take_last_panic_event().is_none() {
+        errorwatch_sdk::capture_event(ew_http::panic_event(payload));
+    }
+    internal_error()
+}
+
+fn report_status<ResBody>(
+    response: &Response<ResBody>,
+    method: &str,
+    route: &str,
+    statuses: &ReportStatuses,
+) {
+    let status = response.status().as_u16();
+    if !statuses.reports(status) || response.extensions().get::<AlreadyReported>().is_some() {
+        return;
+    }
+    let cause = response
+        .extensions()
+        .get::<HandlerError>()
+        .map(|error| error.0.clone());
+    errorwatch_sdk::capture_event(ew_http::status_event(status, method, route, cause));
+}
+
+/// The user of this request, for handlers that know who is calling (a convenience over
+/// [`errorwatch_sdk::configure_scope`]).
+pub fn set_user(user: User) {
+    errorwatch_sdk::configure_scope(|scope| {
+        let ip = scope.user().and_then(|current| current.ip_address.clone());
+        scope.set_user(Some(User {
+            ip_address: user.ip_address.or(ip),
+            ..user
+        }));
+    });
+}

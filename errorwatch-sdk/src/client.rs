@@ -48,6 +48,7 @@ pub(crate) struct ClientInner {
     counters: Arc<Counters>,
     sample_rate: f64,
     attach_stacktrace: bool,
+    send_default_pii: bool,
     pub(crate) panic_flush_timeout: Duration,
     shutdown_timeout: Duration,
     closed: AtomicBool,
@@ -120,6 +121,7 @@ impl Client {
                 counters,
                 sample_rate: options.sample_rate,
                 attach_stacktrace: options.attach_stacktrace,
+                send_default_pii: options.send_default_pii,
                 panic_flush_timeout: options.panic_flush_timeout,
                 shutdown_timeout: options.shutdown_timeout,
                 closed: AtomicBool::new(false),
@@ -175,6 +177,12 @@ impl Client {
             scope: crate::hub::current_scope(),
             client: Some(self.clone()),
         }
+    }
+
+    /// Whether the integrations may attach personal data (client IP, request bodies): the
+    /// client's [`Options::send_default_pii`].
+    pub fn sends_default_pii(&self) -> bool {
+        self.inner.send_default_pii
     }
 
     /// Whether captures do anything.
@@ -403,7 +411,7 @@ fn type_name_of<E: ?Sized>() -> Option<String> {
 }
 
 /// The leading identifier of an error's `Debug` output, for errors only seen as `dyn Error`.
-fn type_name_from_debug<E: std::fmt::Debug + ?Sized>(error: &E) -> String {
+pub(crate) fn type_name_from_debug<E: std::fmt::Debug + ?Sized>(error: &E) -> String {
     let debug = format!("{error:?}");
     let name: String = debug
         .chars()

@@ -36,6 +36,7 @@
 mod client;
 mod diagnostics;
 mod event;
+pub mod http;
 mod hub;
 pub mod limits;
 mod options;

@@ -1,0 +1,206 @@
+//! What the web integrations share: which headers never leave, how a request is attached to
+//! its scope, which statuses are reported, and what those reports look like.
+//!
+//! `errorwatch-axum` and `errorwatch-actix` both build on these, so the rules are the same
+//! whatever the framework.
+
+use std::any::Any;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::event::{Event, Exception, Level, Request};
+use crate::scrub::DEFAULT_KEYS;
+
+/// Headers never attached to a request, whatever their value.
+pub const REMOVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Whether a request header is left out of reports: the listed ones, and any whose name looks
+/// secret (`X-Auth-Token`, `X-Session-Id`, ...).
+///
+/// ```
+/// use errorwatch_sdk::http::is_removed_header;
+/// assert!(is_removed_header("Authorization"));
+/// assert!(is_removed_header("X-Upstream-Token"));
+/// assert!(!is_removed_header("User-Agent"));
+/// ```
+pub fn is_removed_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    REMOVED_HEADERS.contains(&lower.as_str()) || DEFAULT_KEYS.iter().any(|key| lower.contains(key))
+}
+
+/// The request as attached to a scope: method, absolute URL, query string and the headers
+/// that may leave (see [`is_removed_header`]).
+///
+/// ```
+/// let request = errorwatch_sdk::http::request(
+///     "GET",
+///     "https://shop.example.com/cart?id=7",
+///     [("user-agent", "curl/8"), ("cookie", "session=abc")],
+/// );
+/// assert_eq!(request.query_string.as_deref(), Some("id=7"));
+/// assert!(request.headers.contains_key("user-agent"));
+/// assert!(!request.headers.contains_key("cookie"));
+/// ```
+pub fn request<'a>(
+    method: &str,
+    url: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Request {
+    let query_string = url
+        .split_once('?')
+        .map(|(_, query)| query.split('#').next().unwrap_or(query).to_owned())
+        .filter(|query| !query.is_empty());
+    Request {
+        url: Some(url.to_owned()),
+        method: Some(method.to_owned()),
+        headers: headers
+            .into_iter()
+            .filter(|(name, _)| !is_removed_header(name))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+        query_string,
+        data: None,
+    }
+}
+
+/// An absolute URL from a request's parts: `scheme://host/path?query`.
+///
+/// ```
+/// let url = errorwatch_sdk::http::absolute_url("http", Some("api.local:8080"), "/v1/items?page=2");
+/// assert_eq!(url, "http://api.local:8080/v1/items?page=2");
+/// ```
+pub fn absolute_url(scheme: &str, host: Option<&str>, path_and_query: &str) -> String {
+    format!("{scheme}://{}{path_and_query}", host.unwrap_or("localhost"))
+}
+
+/// The client's address, for `user.ip_address` (only with `send_default_pii`): the first
+/// `X-Forwarded-For` entry, else `X-Real-IP`, else the peer.
+pub fn client_ip(
+    forwarded_for: Option<&str>,
+    real_ip: Option<&str>,
+    peer: Option<IpAddr>,
+) -> Option<String> {
+    forwarded_for
+        .and_then(|list| list.split(',').next())
+        .map(str::trim)
+        .filter(|ip| ip.parse::<IpAddr>().is_ok())
+        .or_else(|| {
+            real_ip
+                .map(str::trim)
+                .filter(|ip| ip.parse::<IpAddr>().is_ok())
+        })
+        .map(str::to_owned)
+        .or_else(|| peer.map(|ip| ip.to_string()))
+}
+
+/// Which response statuses the integrations report.
+///
+/// ```
+/// use errorwatch_sdk::http::ReportStatuses;
+/// assert!(ReportStatuses::default().reports(503));
+/// assert!(!ReportStatuses::default().reports(404));
+/// assert!(ReportStatuses::default().with_client_errors().reports(404));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportStatuses {
+    server_errors: bool,
+    client_errors: bool,
+}
+
+impl Default for ReportStatuses {
+    /// 5xx reported, 4xx not.
+    fn default() -> Self {
+        ReportStatuses {
+            server_errors: true,
+            client_errors: false,
+        }
+    }
+}
+
+impl ReportStatuses {
+    /// Reports 4xx too.
+    pub fn with_client_errors(mut self) -> Self {
+        self.client_errors = true;
+        self
+    }
+
+    /// Stops reporting 5xx (panics are still reported).
+    pub fn without_server_errors(mut self) -> Self {
+        self.server_errors = false;
+        self
+    }
+
+    /// Whether a response with `status` is reported.
+    pub fn reports(&self, status: u16) -> bool {
+        (self.server_errors && (500..600).contains(&status))
+            || (self.client_errors && (400..500).contains(&status))
+    }
+}
+
+/// Put this in a response's extensions when the handler reported its failure itself, so the
+/// middleware does not report it a second time.
+///
+/// With axum: `response.extensions_mut().insert(AlreadyReported)`; with actix-web:
+/// `response.extensions_mut().insert(AlreadyReported)` on the `HttpResponse`.
+///
+/// ```
+/// let marker = errorwatch_sdk::http::AlreadyReported;
+/// # let _ = marker;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlreadyReported;
+
+/// The event for a response with an error status: grouped by status, method and route.
+///
+/// ```
+/// let event = errorwatch_sdk::http::status_event(502, "GET", "/users/{id}", None);
+/// assert_eq!(event.exception.as_ref().unwrap().ty, "HTTP 502");
+/// assert_eq!(event.status_code, Some(502));
+/// ```
+pub fn status_event(status: u16, method: &str, route: &str, cause: Option<Exception>) -> Event {
+    let summary = format!("{method} {route} answered {status}");
+    let exception =
+        cause.unwrap_or_else(|| Exception::new(format!("HTTP {status}"), summary.clone()));
+    Event {
+        level: if status >= 500 {
+            Level::Error
+        } else {
+            Level::Warning
+        },
+        message: Some(summary),
+        exception: Some(exception),
+        status_code: Some(status),
+        ..Event::default()
+    }
+}
+
+/// The event for a handler panic the panic hook did not report (the hook is not installed).
+pub fn panic_event(payload: &(dyn Any + Send)) -> Event {
+    Event {
+        level: Level::Fatal,
+        exception: Some(Exception::new("panic", crate::panic::payload_text(payload))),
+        status_code: Some(500),
+        ..Event::default()
+    }
+}
+
+/// A short type name for a value only seen through `Debug` (the leading identifier of its
+/// output): what `errorwatch-actix` names the errors attached to responses after.
+///
+/// ```
+/// #[derive(Debug)]
+/// struct DatabaseDown { retries: u8 }
+/// assert_eq!(errorwatch_sdk::http::type_name_from_debug(&DatabaseDown { retries: 3 }), "DatabaseDown");
+/// ```
+pub fn type_name_from_debug(value: &dyn fmt::Debug) -> String {
+    crate::client::type_name_from_debug(value)
+}
