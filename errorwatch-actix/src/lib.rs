@@ -1,1 +1,285 @@
-//! Not built yet: see the project issues.
+//! An actix-web middleware that reports to ErrorWatch.
+//!
+//! One line in the app is enough:
+//!
+//! ```no_run
+//! use actix_web::{web, App, HttpServer};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let _guard = errorwatch_sdk::init(errorwatch_sdk::Options::from_env().unwrap_or_default());
+//!     HttpServer::new(|| {
+//!         App::new()
+//!             .wrap(errorwatch_actix::ErrorWatch::new())
+//!             .route("/users/{id}", web::get().to(|| async { "ok" }))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! Every request then runs in a scope of its own, carrying the request (method, URL, the
+//! route pattern as the `transaction` tag, the headers that may leave). A handler panic is
+//! caught, reported as `fatal` and answered with a 500 while the server goes on; a 5xx response
+//! is reported with its status and, when the response carries an error, that error's type and
+//! message; 4xx are not, unless asked.
+
+#![warn(missing_docs)]
+
+use std::future::{ready, Future, Ready};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use errorwatch_sdk::http as ew_http;
+use errorwatch_sdk::panic::CatchPanic;
+use errorwatch_sdk::{Exception, ScopeFutureExt};
+
+pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
+
+#[derive(Clone)]
+struct Config {
+    statuses: ReportStatuses,
+    catch_panics: bool,
+    send_pii: Option<bool>,
+    client: Option<errorwatch_sdk::Client>,
+}
+
+/// The middleware. `ErrorWatch::new()` has the defaults: 5xx reported, 4xx not, panics caught,
+/// personal data as the client's `send_default_pii` says.
+#[derive(Clone)]
+pub struct ErrorWatch {
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for ErrorWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorWatch")
+            .field("statuses", &self.config.statuses)
+            .field("catch_panics", &self.config.catch_panics)
+            .field("send_pii", &self.config.send_pii)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ErrorWatch {
+    fn default() -> Self {
+        ErrorWatch {
+            config: Arc::new(Config {
+                statuses: ReportStatuses::default(),
+                catch_panics: true,
+                send_pii: None,
+                client: None,
+            }),
+        }
+    }
+}
+
+impl ErrorWatch {
+    /// The middleware with its defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Which statuses are reported.
+    ///
+    /// ```
+    /// use errorwatch_actix::{ErrorWatch, ReportStatuses};
+    /// let middleware = ErrorWatch::new().report_statuses(ReportStatuses::default().with_client_errors());
+    /// # let _ = middleware;
+    /// ```
+    pub fn report_statuses(mut self, statuses: ReportStatuses) -> Self {
+        Arc::make_mut(&mut self.config).statuses = statuses;
+        self
+    }
+
+    /// Whether handler panics are caught (and answered with a 500). Default: yes.
+    pub fn catch_panics(mut self, catch: bool) -> Self {
+        Arc::make_mut(&mut self.config).catch_panics = catch;
+        self
+    }
+
+    /// Attaches the client IP, overriding the client's `send_default_pii`.
+    pub fn send_pii(mut self, send: bool) -> Self {
+        Arc::make_mut(&mut self.config).send_pii = Some(send);
+        self
+    }
+
+    /// Reports to `client` instead of the global one (for services that run several clients,
+    /// and for tests).
+    pub fn client(mut self, client: errorwatch_sdk::Client) -> Self {
+        Arc::make_mut(&mut self.config).client = Some(client);
+        self
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ErrorWatch
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = ErrorWatchMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ErrorWatchMiddleware {
+            service: Rc::new(service),
+            config: self.config.clone(),
+        }))
+    }
+}
+
+/// The service the middleware wraps around yours.
+pub struct ErrorWatchMiddleware<S> {
+    service: Rc<S>,
+    config: Arc<Config>,
+}
+
+type Answer<B> = Result<ServiceResponse<B>, actix_web::Error>;
+
+impl<S, B> Service<ServiceRequest> for ErrorWatchMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Answer<B>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let config = self.config.clone();
+        let send_pii = config.send_pii.unwrap_or_else(|| {
+            let client = config
+                .client
+                .clone()
+                .or_else(errorwatch_sdk::Client::current);
+            client.is_some_and(|client| client.sends_default_pii())
+        });
+        let method = request.method().as_str().to_owned();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| request.path().to_owned());
+        let (scheme, host, ip) = {
+            let info = request.connection_info();
+            (
+                info.scheme().to_owned(),
+                info.host().to_owned(),
+                info.realip_remote_addr().map(str::to_owned),
+            )
+        };
+        let url = ew_http::absolute_url(
+            &scheme,
+            Some(&host),
+            request.uri().path_and_query().map_or("/", |p| p.as_str()),
+        );
+        let ew_request = ew_http::request(
+            &method,
+            &url,
+            request.headers().iter().filter_map(|(name, value)| {
+                value.to_str().ok().map(|value| (name.as_str(), value))
+            }),
+        );
+        // `realip_remote_addr` already prefers Forwarded / X-Forwarded-For over the peer; it
+        // gives `ip:port` for the peer and a bare address from the headers.
+        let client_ip = send_pii
+            .then(|| {
+                let addr = ip.as_deref()?;
+                addr.parse::<std::net::SocketAddr>()
+                    .map(|socket| socket.ip())
+                    .or_else(|_| addr.parse::<std::net::IpAddr>())
+                    .ok()
+                    .map(|ip| ip.to_string())
+            })
+            .flatten();
+        // No clone of the request may be kept: actix's routing needs it uniquely owned.
+        let service = self.service.clone();
+
+        let handled = async move {
+            errorwatch_sdk::configure_scope(|scope| {
+                scope.set_request(Some(ew_request));
+                scope.set_tag("transaction", route.clone());
+                if let Some(ip) = client_ip {
+                    let mut user = scope.user().cloned().unwrap_or_default();
+                    user.ip_address = Some(ip);
+                    scope.set_user(Some(user));
+                }
+            });
+            let outcome = if config.catch_panics {
+                match errorwatch_sdk::panic::catching_panics(|| {
+                    catch_unwind(AssertUnwindSafe(|| service.call(request)))
+                }) {
+                    Ok(future) => CatchPanic::new(future).await,
+                    Err(payload) => Err(payload),
+                }
+            } else {
+                Ok(service.call(request).await)
+            };
+            match outcome {
+                Ok(Ok(response)) => {
+                    report_response(&response, &method, &route, &config.statuses);
+                    Ok(response)
+                }
+                Ok(Err(error)) => {
+                    // actix turns the error into a response after us: report what it will be.
+                    let status = error.as_response_error().status_code().as_u16();
+                    if config.statuses.reports(status) {
+                        errorwatch_sdk::capture_event(ew_http::status_event(
+                            status,
+                            &method,
+                            &route,
+                            Some(exception_of(&error)),
+                        ));
+                    }
+                    Err(error)
+                }
+                Err(payload) => {
+                    if errorwatch_sdk::panic::take_last_panic_event().is_none() {
+                        errorwatch_sdk::capture_event(ew_http::panic_event(payload.as_ref()));
+                    }
+                    // actix renders the error as a 500; the panic is already reported.
+                    Err(actix_web::error::ErrorInternalServerError(
+                        "Internal Server Error",
+                    ))
+                }
+            }
+        };
+        match &self.config.client {
+            Some(client) => Box::pin(client.bind(handled)),
+            None => Box::pin(handled.with_new_scope()),
+        }
+    }
+}
+
+fn exception_of(error: &actix_web::Error) -> Exception {
+    Exception::new(ew_http::type_name_from_debug(error), error.to_string())
+}
+
+fn report_response<B>(
+    response: &ServiceResponse<B>,
+    method: &str,
+    route: &str,
+    statuses: &ReportStatuses,
+) {
+    let status = response.status().as_u16();
+    if !statuses.reports(status)
+        || response
+            .response()
+            .extensions()
+            .get::<AlreadyReported>()
+            .is_some()
+    {
+        return;
+    }
+    let cause = response.response().error().map(exception_of);
+    errorwatch_sdk::capture_event(ew_http::status_event(status, method, route, cause));
+}

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use errorwatch_sdk::http as ew_http;
+use errorwatch_sdk::panic::CatchPanic;
 use errorwatch_sdk::{Exception, ScopeFutureExt, Scoped, User};
 use http::{Request, Response, StatusCode};
 
@@ -239,7 +240,7 @@ where
             Ok(self.inner.call(request))
         };
         let (inner, early_panic) = match called {
-            Ok(future) => (Some(future), None),
+            Ok(future) => (Some(CatchPanic::new(future)), None),
             Err(payload) => (None, Some(payload)),
         };
         let guarded = Guarded {
@@ -283,7 +284,7 @@ pin_project_lite::pin_project! {
     /// Runs inside the request's scope: fills it, catches panics, reports what must be.
     pub struct Guarded<F> {
         #[pin]
-        inner: Option<F>,
+        inner: Option<CatchPanic<F>>,
         early_panic: Option<Box<dyn std::any::Any + Send>>,
         info: Option<RequestInfo>,
         config: Arc<Config>,
@@ -322,25 +323,18 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(Ok(internal_error()));
         };
-        let polled = if this.config.catch_panics {
-            errorwatch_sdk::panic::catching_panics(|| {
-                catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
-            })
-        } else {
-            Ok(inner.poll(cx))
-        };
-        match polled {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(Ok(response))) => {
+        match inner.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Ok(response))) => {
                 report_status(&response, this.method, this.route, &this.config.statuses);
                 Poll::Ready(Ok(response))
             }
-            Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(error)),
-            Err(payload) => {
-                // The future panicked: never poll it again.
-                this.inner.set(None);
-                Poll::Ready(Ok(answer_panic(payload.as_ref())))
+            Poll::Ready(Ok(Err(error))) => Poll::Ready(Err(error)),
+            // Not ours to catch: let it unwind as if we were not here.
+            Poll::Ready(Err(payload)) if !this.config.catch_panics => {
+                std::panic::resume_unwind(payload)
             }
+            Poll::Ready(Err(payload)) => Poll::Ready(Ok(answer_panic(payload.as_ref()))),
         }
     }
 }

@@ -105,6 +105,55 @@ pub fn catching_panics<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+pin_project_lite::pin_project! {
+    /// A future whose panics are caught: it resolves to `Err(payload)` instead of unwinding.
+    /// Each poll runs inside [`catching_panics`], so the hook reports without waiting.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let outcome = errorwatch_sdk::panic::CatchPanic::new(async { panic!("boom") }).await;
+    /// assert!(outcome.is_err());
+    /// # }
+    /// ```
+    pub struct CatchPanic<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F> CatchPanic<F> {
+    /// Wraps `future`.
+    pub fn new(future: F) -> Self {
+        CatchPanic {
+            inner: Some(future),
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            // Polled again after a panic: there is nothing left to run.
+            return std::task::Poll::Ready(Err(Box::new("polled after a panic")));
+        };
+        match catching_panics(|| panic::catch_unwind(panic::AssertUnwindSafe(|| inner.poll(cx)))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Err(payload) => {
+                this.inner.set(None);
+                std::task::Poll::Ready(Err(payload))
+            }
+        }
+    }
+}
+
 /// Takes the id of the event the hook made for this thread's latest panic, so an integration
 /// that caught the panic knows it was reported already.
 pub fn take_last_panic_event() -> Option<EventId> {
