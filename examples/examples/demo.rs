@@ -1,17 +1,28 @@
 //! The whole flow in one command: `cargo run -p errorwatch-examples --example demo`.
 //!
-//! Starts `errorwatch-server` in-process on a SQLite file, reports through the SDK (a message,
-//! an error with its source chain and a secret in its text, a panic on a worker thread),
-//! prints the stored issues as a table, and shows that the secret never reached the store.
+//! 1. starts `errorwatch-server` in-process on a SQLite file;
+//! 2. starts an axum service with the ErrorWatch middleware and the tracing layer;
+//! 3. sends it requests that panic, fail with a 500, log a `tracing::error!` with fields, and
+//!    return an error whose message carries credentials;
+//! 4. prints the stored issues, and scans the store's bytes to show the credentials are not
+//!    there. It finishes on its own in a few seconds.
 
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
-use errorwatch_sdk::{capture_error, capture_message, configure_scope, Level, Options, User};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use errorwatch_sdk::Options;
 use errorwatch_server::{Config, Server};
+use tracing_subscriber::prelude::*;
 
-/// What the demo's "service" fails with.
+const SECRETS: [&str; 2] = ["hunter2-SECRET", "sk_demo_SECRET"];
+
+/// What the shop's payment call fails with: its message carelessly includes credentials.
 #[derive(Debug)]
 struct PaymentError {
     source: std::io::Error,
@@ -19,7 +30,6 @@ struct PaymentError {
 
 impl fmt::Display for PaymentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A careless message: it carries the gateway credentials.
         f.write_str("payment gateway refused https://shop:hunter2-SECRET@pay.example.com/charge?api_key=sk_demo_SECRET")
     }
 }
@@ -30,14 +40,54 @@ impl Error for PaymentError {
     }
 }
 
-#[inline(never)]
-fn charge_card(order: u32) -> Result<(), PaymentError> {
+impl IntoResponse for PaymentError {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::BAD_GATEWAY, "payment failed").into_response();
+        response
+            .extensions_mut()
+            .insert(errorwatch_axum::HandlerError::new(&self));
+        response
+    }
+}
+
+async fn pay(Path(order): Path<u32>) -> Result<&'static str, PaymentError> {
+    errorwatch_sdk::configure_scope(|scope| scope.set_tag("order", order.to_string()));
     Err(PaymentError {
         source: std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
-            format!("order {order}: connection reset"),
+            "connection reset by the gateway",
         ),
     })
+}
+
+async fn checkout(Path(order): Path<u32>) -> &'static str {
+    tracing::info!(order_id = order, items = 3, "cart loaded");
+    tracing::warn!(latency_ms = 2300, "payment provider slow");
+    tracing::error!(
+        order_id = order,
+        tag.provider = "acme-pay",
+        "payment declined by the provider"
+    );
+    "declined"
+}
+
+fn shop() -> Router {
+    Router::new()
+        .route("/checkout/{order}", get(checkout))
+        .route("/pay/{order}", get(pay))
+        .route(
+            "/stock",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "stock database down") }),
+        )
+        .route(
+            "/recommendations",
+            get(|| async {
+                let shelves: Vec<&str> = Vec::new();
+                shelves[3] // a handler panic
+            }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .layer(errorwatch_axum::ErrorWatchLayer::new())
 }
 
 #[tokio::main]
@@ -47,11 +97,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let database = dir.join("errorwatch.db");
     let mut config = Config::for_tests("demo-secret-0123456789");
     config.database_url = format!("sqlite://{}", database.display());
-    config.admin_api_key = Some("demo-admin".into());
     let server = Server::start(config).await?;
     let (_, api_key) = server.create_project("demo").await?;
     println!(
-        "errorwatch-server listening on {} (store: {})",
+        "1. errorwatch-server on {} (store: {})",
         server.url(),
         database.display()
     );
@@ -61,100 +110,123 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .environment("demo")
             .release(errorwatch_sdk::release_name!()),
     );
-    configure_scope(|scope| {
-        scope.set_tag("service", "shop");
-        scope.set_user(Some(User {
-            id: Some("customer-7".into()),
-            ..User::default()
-        }));
-    });
+    // Only the ErrorWatch layer: the demo's own output stays readable.
+    tracing_subscriber::registry()
+        .with(errorwatch_tracing::layer())
+        .init();
 
-    capture_message("checkout latency above 2 s", Level::Warning);
-    // Three identical failures within 10 s: the server stores the first and acknowledges the
-    // others as duplicates, as the production server does.
-    for order in [1001, 1002, 1003] {
-        if let Err(error) = charge_card(order) {
-            capture_error(&error);
-        }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let shop_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, shop()).await;
+    });
+    println!("2. the shop (axum + errorwatch-axum + errorwatch-tracing) on {shop_url}");
+
+    let http = reqwest::Client::new();
+    println!("3. requests:");
+    for path in [
+        "/checkout/1001",
+        "/pay/1002",
+        "/stock",
+        "/recommendations",
+        "/missing",
+        "/health",
+    ] {
+        let status = http.get(format!("{shop_url}{path}")).send().await?.status();
+        println!("     GET {path:<18} -> {status}");
     }
-    let worker = std::thread::Builder::new()
-        .name("stock-sync".into())
-        .spawn(|| {
-            let stock: Vec<u32> = Vec::new();
-            stock[3] // index out of bounds: a panic on a worker thread
-        })?;
-    let _ = worker.join();
 
     let delivered =
         tokio::task::spawn_blocking(|| errorwatch_sdk::flush(Duration::from_secs(5))).await?;
     let stats = guard.stats();
     println!(
-        "SDK: captured {}, sent {}, delivered everything: {delivered}\n",
-        stats.captured, stats.sent
+        "   the SDK captured {}, sent {}, dropped {}, failed {} (delivered everything: {delivered})",
+        stats.captured,
+        stats.sent,
+        stats.dropped(),
+        stats.failed
     );
 
-    let (groups, _) = server
-        .store()
-        .groups(&errorwatch_server::store::GroupQuery {
-            page: 1,
-            limit: 100,
-            ..Default::default()
-        })
-        .await?;
+    let query = errorwatch_server::store::GroupQuery {
+        page: 1,
+        limit: 100,
+        ..Default::default()
+    };
+    let (groups, _) = server.store().groups(&query).await?;
+    println!("\n4. the stored issues:\n");
     println!(
-        "{:<58} {:<8} {:>5}  {:<28} {:<24} {:<24}",
+        "{:<62} {:<8} {:>5}  {:<34} {:<13} {:<13}",
         "ISSUE", "LEVEL", "COUNT", "FILE:LINE", "FIRST SEEN", "LAST SEEN"
     );
     for group in &groups {
         let place = match (&group.file, group.line) {
-            (Some(file), Some(line)) => format!("{}:{line}", short(file, 22)),
-            (Some(file), None) => short(file, 28),
+            (Some(file), Some(line)) => format!("{}:{line}", tail(file, 28)),
+            (Some(file), None) => tail(file, 34),
             _ => "-".into(),
         };
         println!(
-            "{:<58} {:<8} {:>5}  {:<28} {:<24} {:<24}",
-            short(&group.title, 58),
+            "{:<62} {:<8} {:>5}  {:<34} {:<13} {:<13}",
+            head(&group.title, 62),
             group.level,
             group.count,
             place,
-            group.first_seen,
-            group.last_seen
+            clock(&group.first_seen),
+            clock(&group.last_seen)
         );
     }
 
     drop(guard);
     server.shutdown().await;
-    // Read the store's files byte by byte: the secret must not be anywhere in them.
     let mut stored = Vec::new();
     for name in ["errorwatch.db", "errorwatch.db-wal"] {
         if let Ok(bytes) = std::fs::read(dir.join(name)) {
             stored.extend(bytes);
         }
     }
-    let leaked = ["hunter2-SECRET", "sk_demo_SECRET"]
-        .iter()
-        .any(|secret| stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    let leaked: Vec<&str> = SECRETS
+        .into_iter()
+        .filter(|secret| stored.windows(secret.len()).any(|w| w == secret.as_bytes()))
+        .collect();
     println!(
-        "\nsecrets in the store ({} bytes scanned): {}",
+        "\n5. the payment error carried credentials; scanning the store's {} bytes for them: {}",
         stored.len(),
-        if leaked {
-            "FOUND (this is a bug)"
+        if leaked.is_empty() {
+            "not found (scrubbed before they left the service)"
         } else {
-            "none: scrubbed before they left the process"
+            "FOUND (a bug)"
         }
     );
     let _ = std::fs::remove_dir_all(&dir);
-    if leaked {
-        return Err("a secret reached the store".into());
+    if !leaked.is_empty() {
+        return Err(format!("secrets reached the store: {leaked:?}").into());
+    }
+    if groups.len() < 4 {
+        return Err(format!("expected at least 4 issues, found {}", groups.len()).into());
     }
     Ok(())
 }
 
-fn short(text: &str, max: usize) -> String {
+fn head(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {
-        let start = text.chars().count() - (max - 1);
-        format!("…{}", text.chars().skip(start).collect::<String>())
+        format!("{}…", text.chars().take(max - 1).collect::<String>())
     }
+}
+
+fn tail(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        text.to_owned()
+    } else {
+        format!(
+            "…{}",
+            text.chars().skip(count - (max - 1)).collect::<String>()
+        )
+    }
+}
+
+/// `2026-11-21T09:35:17.877Z` -> `09:35:17.877`.
+fn clock(rfc3339: &str) -> &str {
+    rfc3339.get(11..23).unwrap_or(rfc3339)
 }

@@ -39,6 +39,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether the one probe after a pause is out: the worker then waits for its answer
+    /// before taking more events, which stay queued rather than fail.
+    pub(crate) fn is_probing(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).probing
+    }
+
     /// Whether an event may be sent now; after a pause, grants exactly one probe.
     pub(crate) fn allows(&self, now: Instant) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -237,7 +237,11 @@ impl Worker {
         tokio::pin!(stopped);
         loop {
             while in_flight.try_join_next().is_some() {}
-            let has_room = in_flight.len() < max_in_flight;
+            // While the breaker's probe is out, events wait in the queue for its verdict.
+            let probing = sender
+                .as_ref()
+                .is_some_and(|sender| sender.breaker.is_probing());
+            let has_room = in_flight.len() < max_in_flight && !probing;
             tokio::select! {
                 biased;
                 _ = &mut stopped => return,
