@@ -130,10 +130,25 @@ fn caller_costs() {
 
 fn burst() {
     const BURST: usize = 20_000;
-    let server = Listener::healthy();
+    // The real server, in-process on its own runtime, storing to a SQLite file.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::env::temp_dir().join(format!("ew-sdk-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut config = errorwatch_server::Config::for_tests("bench-secret-0123456789");
+    config.database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    config.rate_limit_per_minute = 0;
+    let server = runtime
+        .block_on(errorwatch_server::Server::start(config))
+        .expect("server");
+    let (_, key) = runtime
+        .block_on(server.create_project("bench"))
+        .expect("project");
     let client =
-        Client::new(Options::new(server.url.clone(), support::API_KEY).capture_panics(false))
-            .expect("client");
+        Client::new(Options::new(server.url(), key).capture_panics(false)).expect("client");
     let started = Instant::now();
     for i in 0..BURST {
         client.capture_message(&format!("burst event {i}"), Level::Error);
@@ -142,7 +157,7 @@ fn burst() {
     client.flush(Duration::from_secs(60));
     let delivered_in = started.elapsed();
     let stats = client.stats();
-    println!("\nburst of {BURST} captures to a healthy local server (default options)");
+    println!("\nburst of {BURST} captures to errorwatch-server on a local SQLite file (default options)");
     println!(
         "  delivered {} ({:.1}%), dropped (queue full) {}, failed {}; captures took {:?}, all delivered after {:?} ({:.0} events/s)",
         stats.sent,
@@ -153,7 +168,10 @@ fn burst() {
         delivered_in,
         stats.sent as f64 / delivered_in.as_secs_f64()
     );
-    println!("  server received {} requests", server.count());
+    let stored = runtime.block_on(server.store().event_count()).unwrap_or(0);
+    println!("  the server stored {stored} of them");
+    runtime.block_on(server.shutdown());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn deadlines() {
