@@ -33,7 +33,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(|| async { "try /panic, /fail, /log-error" }))
         .route(
             "/panic",
-            get(|| async { Option::<&str>::None.expect("the cart is always loaded") }),
+            get(|| async {
+                let cart_id = "cart-7";
+                cart_id
+                    .parse::<u64>()
+                    .expect("cart ids are numbers")
+                    .to_string()
+            }),
         )
         .route(
             "/fail",

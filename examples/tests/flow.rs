@@ -79,8 +79,8 @@ async fn plain_captures_panics_tracing_and_axum_reach_the_query_api() {
         .route(
             "/panic",
             get(|| async {
-                let nothing: Option<&str> = None;
-                nothing.expect("a cart")
+                let cart_id = "cart-7";
+                cart_id.parse::<u64>().expect("a cart").to_string()
             }),
         )
         .layer(errorwatch_axum::ErrorWatchLayer::new().client(client.clone()));
@@ -121,7 +121,7 @@ async fn plain_captures_panics_tracing_and_axum_reach_the_query_api() {
         .collect();
     for expected in [
         "ERROR: payment declined",
-        "panic: a cart",
+        "panic: a cart: ParseIntError { kind: InvalidDigit }",
         "WARNING: plain message",
         "ParseIntError: invalid digit found in string",
     ] {
