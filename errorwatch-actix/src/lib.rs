@@ -36,17 +36,11 @@ use std::sync::Arc;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use errorwatch_sdk::http as ew_http;
 use errorwatch_sdk::panic::CatchPanic;
-use errorwatch_sdk::{Exception, ScopeFutureExt};
+use errorwatch_sdk::Exception;
 
 pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
 
-#[derive(Clone)]
-struct Config {
-    statuses: ReportStatuses,
-    catch_panics: bool,
-    send_pii: Option<bool>,
-    client: Option<errorwatch_sdk::Client>,
-}
+type Config = ew_http::MiddlewareOptions;
 
 /// The middleware. `ErrorWatch::new()` has the defaults: 5xx reported, 4xx not, panics caught,
 /// personal data as the client's `send_default_pii` says.
@@ -57,23 +51,14 @@ pub struct ErrorWatch {
 
 impl std::fmt::Debug for ErrorWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ErrorWatch")
-            .field("statuses", &self.config.statuses)
-            .field("catch_panics", &self.config.catch_panics)
-            .field("send_pii", &self.config.send_pii)
-            .finish_non_exhaustive()
+        f.debug_tuple("ErrorWatch").field(&*self.config).finish()
     }
 }
 
 impl Default for ErrorWatch {
     fn default() -> Self {
         ErrorWatch {
-            config: Arc::new(Config {
-                statuses: ReportStatuses::default(),
-                catch_panics: true,
-                send_pii: None,
-                client: None,
-            }),
+            config: Arc::new(Config::new()),
         }
     }
 }
@@ -253,10 +238,7 @@ where
                 }
             }
         };
-        match &self.config.client {
-            Some(client) => Box::pin(client.bind(handled)),
-            None => Box::pin(handled.with_new_scope()),
-        }
+        Box::pin(self.config.scoped(handled))
     }
 }
 

@@ -133,35 +133,8 @@ impl TestApp {
                 .await
                 .expect("flush");
         assert!(flushed);
-        let mut groups = Vec::new();
-        for page in 1.. {
-            let query = errorwatch_server::store::GroupQuery {
-                page,
-                limit: 100,
-                ..Default::default()
-            };
-            let (batch, _) = self.server.store().groups(&query).await.expect("groups");
-            if batch.is_empty() {
-                break;
-            }
-            groups.extend(batch);
-        }
-        let mut events = Vec::new();
-        for group in groups {
-            for page in 1.. {
-                let batch = self
-                    .server
-                    .store()
-                    .group_events(&group.fingerprint, page, 100)
-                    .await
-                    .expect("events");
-                if batch.is_empty() {
-                    break;
-                }
-                events.extend(batch.into_iter().map(|event| event.payload));
-            }
-        }
-        events
+        let events = self.server.store().events(10_000).await.expect("events");
+        events.into_iter().map(|event| event.payload).collect()
     }
 
     async fn stop(self) {

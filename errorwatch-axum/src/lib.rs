@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 
 use errorwatch_sdk::http as ew_http;
 use errorwatch_sdk::panic::CatchPanic;
-use errorwatch_sdk::{Exception, ScopeFutureExt, Scoped, User};
+use errorwatch_sdk::{Exception, Scoped, User};
 use http::{Request, Response, StatusCode};
 
 pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
@@ -64,24 +64,7 @@ impl HandlerError {
     }
 }
 
-#[derive(Clone)]
-struct Config {
-    statuses: ReportStatuses,
-    catch_panics: bool,
-    send_pii: Option<bool>,
-    client: Option<errorwatch_sdk::Client>,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("statuses", &self.statuses)
-            .field("catch_panics", &self.catch_panics)
-            .field("send_pii", &self.send_pii)
-            .field("own_client", &self.client.is_some())
-            .finish()
-    }
-}
+type Config = ew_http::MiddlewareOptions;
 
 /// The layer. `ErrorWatchLayer::new()` has the defaults: 5xx reported, 4xx not, panics caught,
 /// personal data as the client's `send_default_pii` says.
@@ -93,12 +76,7 @@ pub struct ErrorWatchLayer {
 impl Default for ErrorWatchLayer {
     fn default() -> Self {
         ErrorWatchLayer {
-            config: Arc::new(Config {
-                statuses: ReportStatuses::default(),
-                catch_panics: true,
-                send_pii: None,
-                client: None,
-            }),
+            config: Arc::new(Config::new()),
         }
     }
 }
@@ -251,12 +229,9 @@ where
             method: String::new(),
             route: String::new(),
         };
-        // A scope of its own, forked from the current one now, for this request only.
-        let inner = match &self.config.client {
-            Some(client) => client.bind(guarded),
-            None => guarded.with_new_scope(),
-        };
-        ResponseFuture { inner }
+        ResponseFuture {
+            inner: self.config.scoped(guarded),
+        }
     }
 }
 

@@ -157,7 +157,9 @@ fn burst() {
     client.flush(Duration::from_secs(60));
     let delivered_in = started.elapsed();
     let stats = client.stats();
-    println!("\nburst of {BURST} captures to errorwatch-server on a local SQLite file (default options)");
+    println!(
+        "\nburst of {BURST} captures to errorwatch-server on a local SQLite file (default options)"
+    );
     println!(
         "  delivered {} ({:.1}%), dropped (queue full) {}, failed {}; captures took {:?}, all delivered after {:?} ({:.0} events/s)",
         stats.sent,

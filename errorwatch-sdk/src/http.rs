@@ -146,6 +146,66 @@ impl ReportStatuses {
     }
 }
 
+/// The settings every web integration takes, with their defaults: 5xx reported, 4xx not,
+/// panics caught, personal data as the client's `send_default_pii` says, the global client.
+///
+/// ```
+/// use errorwatch_sdk::http::{MiddlewareOptions, ReportStatuses};
+/// let options = MiddlewareOptions::default();
+/// assert!(options.catch_panics);
+/// assert_eq!(options.statuses, ReportStatuses::default());
+/// ```
+#[derive(Clone, Default)]
+pub struct MiddlewareOptions {
+    /// Which statuses are reported.
+    pub statuses: ReportStatuses,
+    /// Whether handler panics are caught and answered with a 500.
+    pub catch_panics: bool,
+    /// Overrides the client's `send_default_pii` for the client IP.
+    pub send_pii: Option<bool>,
+    /// Reports to this client instead of the current one.
+    pub client: Option<crate::Client>,
+}
+
+impl MiddlewareOptions {
+    /// The defaults (panics caught).
+    pub fn new() -> Self {
+        MiddlewareOptions {
+            catch_panics: true,
+            ..MiddlewareOptions::default()
+        }
+    }
+
+    /// Whether personal data may be attached to this request's reports.
+    pub fn sends_pii(&self) -> bool {
+        self.send_pii.unwrap_or_else(|| {
+            let client = self.client.clone().or_else(crate::Client::current);
+            client.is_some_and(|client| client.sends_default_pii())
+        })
+    }
+
+    /// Runs `future` in a scope of its own, forked from the current one now, bound to the
+    /// configured client if there is one.
+    pub fn scoped<F: std::future::Future>(&self, future: F) -> crate::Scoped<F> {
+        use crate::ScopeFutureExt;
+        match &self.client {
+            Some(client) => client.bind(future),
+            None => future.with_new_scope(),
+        }
+    }
+}
+
+impl fmt::Debug for MiddlewareOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MiddlewareOptions")
+            .field("statuses", &self.statuses)
+            .field("catch_panics", &self.catch_panics)
+            .field("send_pii", &self.send_pii)
+            .field("own_client", &self.client.is_some())
+            .finish()
+    }
+}
+
 /// Put this in a response's extensions when the handler reported its failure itself, so the
 /// middleware does not report it a second time.
 ///

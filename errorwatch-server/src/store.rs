@@ -469,38 +469,26 @@ impl Store {
         page: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, event_id, fingerprint, created_at, received_at, level, env, release, message, \
-             error_type, error_value, file, line, user_id, payload FROM events \
-             WHERE fingerprint = ? ORDER BY id DESC LIMIT ? OFFSET ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE fingerprint = ? ORDER BY id DESC LIMIT ? OFFSET ?"
+        ))
         .bind(fingerprint)
         .bind(limit)
         .bind((page - 1) * limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let payload: String = row.try_get(14)?;
-                Ok(StoredEvent {
-                    id: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    fingerprint: row.try_get(2)?,
-                    created_at: rfc3339(row.try_get(3)?),
-                    received_at: rfc3339(row.try_get(4)?),
-                    level: row.try_get(5)?,
-                    env: row.try_get(6)?,
-                    release: row.try_get(7)?,
-                    message: row.try_get(8)?,
-                    error_type: row.try_get(9)?,
-                    value: row.try_get(10)?,
-                    file: row.try_get(11)?,
-                    line: row.try_get(12)?,
-                    user_id: row.try_get(13)?,
-                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The newest `limit` events of every group, newest first (for exports, demos and tests).
+    pub async fn events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Resolves or reopens a group; returns whether it exists.
@@ -549,6 +537,31 @@ impl Store {
 const GROUP_COLUMNS: &str =
     "fingerprint, project_id, title, error_type, level, status, count, users_affected, \
                              first_seen, last_seen, file, line, env, regressed_at";
+
+const EVENT_COLUMNS: &str =
+    "id, event_id, fingerprint, created_at, received_at, level, env, release, message, \
+                             error_type, error_value, file, line, user_id, payload";
+
+fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
+    let payload: String = row.try_get(14)?;
+    Ok(StoredEvent {
+        id: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        fingerprint: row.try_get(2)?,
+        created_at: rfc3339(row.try_get(3)?),
+        received_at: rfc3339(row.try_get(4)?),
+        level: row.try_get(5)?,
+        env: row.try_get(6)?,
+        release: row.try_get(7)?,
+        message: row.try_get(8)?,
+        error_type: row.try_get(9)?,
+        value: row.try_get(10)?,
+        file: row.try_get(11)?,
+        line: row.try_get(12)?,
+        user_id: row.try_get(13)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+    })
+}
 
 fn group_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Group, StoreError> {
     Ok(Group {
