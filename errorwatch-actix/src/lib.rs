@@ -143,13 +143,7 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let config = self.config.clone();
-        let send_pii = config.send_pii.unwrap_or_else(|| {
-            let client = config
-                .client
-                .clone()
-                .or_else(errorwatch_sdk::Client::current);
-            client.is_some_and(|client| client.sends_default_pii())
-        });
+        let send_pii = config.sends_pii();
         let method = request.method().as_str().to_owned();
         let route = request
             .match_pattern()

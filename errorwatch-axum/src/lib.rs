@@ -200,15 +200,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let send_pii = self.config.send_pii.unwrap_or_else(|| {
-            let client = self
-                .config
-                .client
-                .clone()
-                .or_else(errorwatch_sdk::Client::current);
-            client.is_some_and(|client| client.sends_default_pii())
-        });
-        let info = request_info(&request, send_pii);
+        let info = request_info(&request, self.config.sends_pii());
         // Calling the inner service may panic too (before any future exists).
         let called = if self.config.catch_panics {
             errorwatch_sdk::panic::catching_panics(|| {

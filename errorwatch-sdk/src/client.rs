@@ -262,8 +262,8 @@ impl Client {
                     events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
                     inner.counters.record(Outcome::Sent);
                 }
-                Err(_) => {
-                    inner.counters.record(Outcome::BeforeSend);
+                Err(discarded) => {
+                    inner.counters.record(discarded.outcome());
                     return None;
                 }
             },
@@ -358,7 +358,7 @@ pub fn try_init(options: Options) -> Result<ClientGuard, OptionsError> {
     if client.is_enabled() && capture_panics {
         crate::panic::install_hook();
     }
-    crate::hub::bind_global_client(Some(&client));
+    crate::hub::bind_global_client(&client);
     Ok(ClientGuard { client })
 }
 

@@ -155,7 +155,7 @@ impl ReportStatuses {
 /// assert!(options.catch_panics);
 /// assert_eq!(options.statuses, ReportStatuses::default());
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MiddlewareOptions {
     /// Which statuses are reported.
     pub statuses: ReportStatuses,
@@ -167,13 +167,21 @@ pub struct MiddlewareOptions {
     pub client: Option<crate::Client>,
 }
 
-impl MiddlewareOptions {
-    /// The defaults (panics caught).
-    pub fn new() -> Self {
+impl Default for MiddlewareOptions {
+    fn default() -> Self {
         MiddlewareOptions {
+            statuses: ReportStatuses::default(),
             catch_panics: true,
-            ..MiddlewareOptions::default()
+            send_pii: None,
+            client: None,
         }
+    }
+}
+
+impl MiddlewareOptions {
+    /// The defaults (the same as [`Default`]).
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Whether personal data may be attached to this request's reports.

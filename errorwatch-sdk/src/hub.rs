@@ -35,11 +35,9 @@ thread_local! {
     static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Installs `client` as the global client, returning the previous one.
-pub(crate) fn bind_global_client(client: Option<&Client>) -> Option<Client> {
-    CLIENT
-        .swap(client.map(Client::inner_arc))
-        .map(Client::from_inner)
+/// Installs `client` as the global client.
+pub(crate) fn bind_global_client(client: &Client) {
+    CLIENT.store(Some(client.inner_arc()));
 }
 
 /// Removes `client` from the global slot if it is still the one there.

@@ -470,15 +470,6 @@ impl Options {
         self.diagnostics_hook = Some(Arc::new(hook));
         self
     }
-
-    /// Whether personal data may be attached (read by the integrations).
-    pub fn sends_default_pii(&self) -> bool {
-        self.send_default_pii
-    }
-    /// The shutdown timeout.
-    pub fn get_shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout
-    }
 }
 
 /// Whether `key` has the ErrorWatch key format: `ew_live_`/`ew_test_` + 32 or more of

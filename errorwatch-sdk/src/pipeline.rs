@@ -24,7 +24,20 @@ pub(crate) struct Job {
 /// Why the pipeline produced no event.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Discarded {
+    /// `before_send` dropped it, or panicked.
     BeforeSend,
+    /// Preparing it panicked (a bug of the SDK's, reported in its diagnostics).
+    Unprepared,
+}
+
+impl Discarded {
+    /// The counter it goes to.
+    pub(crate) fn outcome(&self) -> crate::stats::Outcome {
+        match self {
+            Discarded::BeforeSend => crate::stats::Outcome::BeforeSend,
+            Discarded::Unprepared => crate::stats::Outcome::Failed,
+        }
+    }
 }
 
 pub(crate) struct Pipeline {
@@ -84,7 +97,7 @@ impl Pipeline {
             Err(_) => {
                 self.diagnostics
                     .log(format_args!("an event could not be prepared; dropped"));
-                return Err(Discarded::BeforeSend);
+                return Err(Discarded::Unprepared);
             }
         };
         if let Some(before_send) = &self.before_send {

@@ -29,7 +29,8 @@ pub struct Stats {
     pub dropped_sampled: u64,
     /// Dropped by `before_send`.
     pub dropped_before_send: u64,
-    /// Not delivered: network errors or 5xx after every retry, or the circuit breaker open.
+    /// Not delivered: network errors or 5xx after every retry, the circuit breaker open, or
+    /// an event the SDK could not prepare (a bug, reported in its diagnostics).
     pub failed: u64,
     /// Still queued or in flight when shutdown's deadline passed.
     pub lost_at_shutdown: u64,

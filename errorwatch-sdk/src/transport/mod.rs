@@ -278,8 +278,8 @@ impl Worker {
         }
         let mut event = match self.pipeline.process(job) {
             Ok(event) => event,
-            Err(_) => {
-                self.progress.finish(Outcome::BeforeSend);
+            Err(discarded) => {
+                self.progress.finish(discarded.outcome());
                 return;
             }
         };
