@@ -34,9 +34,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::HttpMessage;
 use errorwatch_sdk::http as ew_http;
 use errorwatch_sdk::panic::CatchPanic;
 use errorwatch_sdk::Exception;
+use futures_core::Stream;
 
 pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
 
@@ -144,6 +146,14 @@ where
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let config = self.config.clone();
         let send_pii = config.sends_pii();
+        // Bodies are read ahead of the handler here, so only small ones of known length.
+        let capture_body = send_pii && {
+            let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+            let length =
+                header(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+            length.is_some()
+                && ew_http::captures_body(header(actix_web::http::header::CONTENT_TYPE), length)
+        };
         let method = request.method().as_str().to_owned();
         let route = request
             .match_pattern()
@@ -193,6 +203,11 @@ where
                     scope.set_user(Some(user));
                 }
             });
+            let mut request = request;
+            if capture_body {
+                let body = read_payload(&mut request).await;
+                ew_http::attach_request_body(&body);
+            }
             let outcome = if config.catch_panics {
                 match errorwatch_sdk::panic::catching_panics(|| {
                     catch_unwind(AssertUnwindSafe(|| service.call(request)))
@@ -233,6 +248,46 @@ where
             }
         };
         Box::pin(self.config.scoped(handled))
+    }
+}
+
+/// Reads the request's (small, bounded by its `Content-Length`) payload and puts back an
+/// identical one for the handler, read error included. Returns the bytes read.
+async fn read_payload(request: &mut ServiceRequest) -> Vec<u8> {
+    let mut payload = request.take_payload();
+    let mut body = Vec::new();
+    let mut replay = std::collections::VecDeque::new();
+    while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut payload).poll_next(cx)).await {
+        match chunk {
+            Ok(bytes) => {
+                body.extend_from_slice(&bytes);
+                replay.push_back(Ok(bytes));
+            }
+            Err(error) => {
+                replay.push_back(Err(error));
+                break;
+            }
+        }
+    }
+    request.set_payload(actix_web::dev::Payload::Stream {
+        payload: Box::pin(Replay(replay)),
+    });
+    body
+}
+
+/// The chunks of a payload already read, handed out again in order.
+struct Replay(
+    std::collections::VecDeque<Result<actix_web::web::Bytes, actix_web::error::PayloadError>>,
+);
+
+impl futures_core::Stream for Replay {
+    type Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.pop_front())
     }
 }
 

@@ -98,6 +98,13 @@ async fn start(
                 }),
             )
             .route("/users/{id}", web::get().to(user_handler))
+            .route(
+                "/submit",
+                web::post().to(|body: web::Bytes| async move {
+                    // The handler still reads the whole body, after the middleware did.
+                    HttpResponse::InternalServerError().body(format!("read {} bytes", body.len()))
+                }),
+            )
     })
     .workers(2)
     .bind(("127.0.0.1", 0))
@@ -295,4 +302,52 @@ async fn hundreds_of_interleaved_requests_keep_their_own_context() {
         );
     }
     app.stop().await;
+}
+
+async fn submit(app: &TestApp, content_type: &str, body: &'static str) -> (u16, String) {
+    let response = app
+        .http
+        .post(format!("{}/submit", app.url))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[actix_web::test]
+async fn request_bodies_are_attached_only_with_personal_data_on_and_scrubbed() {
+    let form = r#"{"email":"ann@example.com","password":"hunter2-BODY","items":3}"#;
+    let with_pii = start(|m| m, |o| o.send_default_pii(true)).await;
+    let (status, text) = submit(&with_pii, "application/json", form).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (500, "read 63 bytes"),
+        "the handler got the whole body"
+    );
+    let events = with_pii.stored().await;
+    let data = &events[0]["request"]["data"];
+    assert_eq!(data["email"], "ann@example.com");
+    assert_eq!(data["password"], "[Filtered]");
+    assert!(!events[0].to_string().contains("hunter2-BODY"));
+    with_pii.stop().await;
+
+    let binary = start(|m| m, |o| o.send_default_pii(true)).await;
+    let (status, text) = submit(&binary, "application/octet-stream", "binary-bytes").await;
+    assert_eq!((status, text.as_str()), (500, "read 12 bytes"));
+    assert!(
+        binary.stored().await[0]["request"]["data"].is_null(),
+        "a binary body is never attached"
+    );
+    binary.stop().await;
+
+    let without_pii = start(|m| m, |o| o).await;
+    submit(&without_pii, "application/json", form).await;
+    assert!(
+        without_pii.stored().await[0]["request"]["data"].is_null(),
+        "no body without opting in"
+    );
+    without_pii.stop().await;
 }

@@ -189,6 +189,7 @@ fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for ErrorWatchService<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: 'static,
     ResBody: From<&'static str>,
 {
     type Response = Response<ResBody>;
@@ -200,7 +201,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let info = request_info(&request, self.config.sends_pii());
+        let send_pii = self.config.sends_pii();
+        let info = request_info(&request, send_pii);
+        let request = if send_pii && body_is_captured(&request) {
+            request.map(tee_if_axum_body)
+        } else {
+            request
+        };
         // Calling the inner service may panic too (before any future exists).
         let called = if self.config.catch_panics {
             errorwatch_sdk::panic::catching_panics(|| {
@@ -303,6 +310,105 @@ where
             }
             Poll::Ready(Err(payload)) => Poll::Ready(Ok(answer_panic(payload.as_ref()))),
         }
+    }
+}
+
+/// Whether this request's body is attached (personal data on): JSON, form or text, small.
+fn body_is_captured<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    ew_http::captures_body(content_type, length)
+}
+
+/// Wraps an axum body so that what the handler reads is also kept for the report; any other
+/// body type passes through untouched (the layer serves any tower service).
+fn tee_if_axum_body<B: 'static>(body: B) -> B {
+    let any: Box<dyn std::any::Any> = Box::new(body);
+    match any.downcast::<axum::body::Body>() {
+        Ok(body) => {
+            let teed: Box<dyn std::any::Any> = Box::new(axum::body::Body::new(TeeBody::new(*body)));
+            match teed.downcast::<B>() {
+                Ok(teed) => *teed,
+                Err(_) => unreachable!("B was just found to be axum::body::Body"),
+            }
+        }
+        Err(original) => match original.downcast::<B>() {
+            Ok(original) => *original,
+            Err(_) => unreachable!("the box holds the B it was made from"),
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Passes a body through, keeping a copy of up to `MAX_REQUEST_BODY` bytes that joins the
+    /// request's scope once the body has been read to its end.
+    struct TeeBody {
+        #[pin]
+        inner: axum::body::Body,
+        seen: Vec<u8>,
+        overflowed: bool,
+        attached: bool,
+    }
+}
+
+impl TeeBody {
+    fn new(inner: axum::body::Body) -> Self {
+        TeeBody {
+            inner,
+            seen: Vec::new(),
+            overflowed: false,
+            attached: false,
+        }
+    }
+}
+
+impl http_body::Body for TeeBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if this.seen.len() + data.len() > ew_http::MAX_REQUEST_BODY {
+                        *this.overflowed = true;
+                        this.seen.clear();
+                    } else if !*this.overflowed {
+                        this.seen.extend_from_slice(data);
+                    }
+                }
+                this.inner.is_end_stream()
+            }
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Err(_))) | Poll::Pending => false,
+        };
+        if ended && !*this.attached {
+            *this.attached = true;
+            if !*this.overflowed && !this.seen.is_empty() {
+                // Read inside the handler, so inside the request's scope.
+                ew_http::attach_request_body(this.seen);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -100,6 +100,15 @@ fn router(layer: ErrorWatchLayer) -> Router {
             }),
         )
         .route("/users/{id}", get(user_handler))
+        .route(
+            "/submit",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("read {} bytes", body.len()),
+                )
+            }),
+        )
         .layer(layer)
 }
 
@@ -342,4 +351,53 @@ async fn hundreds_of_interleaved_requests_keep_their_own_context() {
             "only its own breadcrumb"
         );
     }
+}
+
+async fn submit(app: &App, content_type: &str, body: &'static str) -> u16 {
+    app.http
+        .post(format!("{}/submit", app.url))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answer")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_attached_only_with_personal_data_on_and_scrubbed() {
+    let form = r#"{"email":"ann@example.com","password":"hunter2-BODY","items":3}"#;
+    let with_pii = start(|layer| layer, |options| options.send_default_pii(true)).await;
+    assert_eq!(submit(&with_pii, "application/json", form).await, 500);
+    let events = with_pii.stored().await;
+    let json_event = events
+        .iter()
+        .find(|e| e["request"]["data"].is_object())
+        .expect("the JSON body is attached");
+    assert_eq!(json_event["request"]["data"]["email"], "ann@example.com");
+    assert_eq!(json_event["request"]["data"]["items"], 3);
+    assert_eq!(json_event["request"]["data"]["password"], "[Filtered]");
+    assert!(!json_event.to_string().contains("hunter2-BODY"));
+
+    // Its own app: the same route and status would be a duplicate within the server's 10 s.
+    let binary = start(|layer| layer, |options| options.send_default_pii(true)).await;
+    assert_eq!(
+        submit(&binary, "application/octet-stream", "\u{0}\u{1}binary").await,
+        500
+    );
+    let events = binary.stored().await;
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0]["request"]["data"].is_null(),
+        "a binary body is never attached"
+    );
+
+    let without_pii = start(|layer| layer, |options| options).await;
+    assert_eq!(submit(&without_pii, "application/json", form).await, 500);
+    let events = without_pii.stored().await;
+    assert!(
+        events[0]["request"]["data"].is_null(),
+        "no body without opting in"
+    );
 }

@@ -72,6 +72,59 @@ pub fn request<'a>(
     }
 }
 
+/// The largest request body attached to reports (with `send_default_pii` only).
+pub const MAX_REQUEST_BODY: usize = 16 * 1024;
+
+/// Whether a body of this content type and length is attached (with `send_default_pii`):
+/// JSON, forms and text, up to [`MAX_REQUEST_BODY`] bytes. Binary bodies never are.
+///
+/// ```
+/// use errorwatch_sdk::http::captures_body;
+/// assert!(captures_body(Some("application/json; charset=utf-8"), Some(120)));
+/// assert!(!captures_body(Some("image/png"), Some(120)));
+/// assert!(!captures_body(Some("application/json"), Some(1 << 20)));
+/// ```
+pub fn captures_body(content_type: Option<&str>, length: Option<u64>) -> bool {
+    let textual = content_type.is_some_and(|ty| {
+        let ty = ty
+            .split(';')
+            .next()
+            .unwrap_or(ty)
+            .trim()
+            .to_ascii_lowercase();
+        ty == "application/json"
+            || ty.ends_with("+json")
+            || ty == "application/x-www-form-urlencoded"
+            || ty.starts_with("text/")
+    });
+    textual && length.is_none_or(|len| len as usize <= MAX_REQUEST_BODY)
+}
+
+/// A request body as attached to `request.data`: JSON as JSON, anything else as text. The
+/// scrubber then removes secrets from it like from any other field.
+///
+/// ```
+/// let data = errorwatch_sdk::http::request_data(br#"{"email":"a@b.c","password":"x"}"#);
+/// assert_eq!(data["email"], "a@b.c");
+/// ```
+pub fn request_data(bytes: &[u8]) -> crate::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| crate::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Attaches a request body to the current scope's request (the integrations call it once the
+/// body has been read).
+pub fn attach_request_body(bytes: &[u8]) {
+    let data = request_data(bytes);
+    crate::configure_scope(|scope| {
+        if let Some(request) = scope.request() {
+            let mut request = request.clone();
+            request.data = Some(data);
+            scope.set_request(Some(request));
+        }
+    });
+}
+
 /// An absolute URL from a request's parts: `scheme://host/path?query`.
 ///
 /// ```
