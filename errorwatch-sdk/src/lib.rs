@@ -1,5 +1,5 @@
-//! Report panics, errors and messages from Rust services to an
-//! [ErrorWatch](https://example.invalid/errorwatch) server, without ever blocking them.
+//! Report panics, errors and messages from Rust services to an ErrorWatch server (a
+//! self-hosted, Sentry-like error tracker), without ever blocking them.
 //!
 //! ```no_run
 //! use errorwatch_sdk::{capture_error, capture_message, configure_scope, Level, Options};
