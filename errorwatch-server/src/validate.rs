@@ -322,14 +322,19 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Validates an event body (`POST /api/v1/event`).
-pub fn event(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
-    let Some(object) = body.as_object() else {
-        return Err(vec![Detail {
+/// A body must be a JSON object: anything else is one detail at the root.
+fn as_object(body: &Value) -> Result<&Map<String, Value>, Vec<Detail>> {
+    body.as_object().ok_or_else(|| {
+        vec![Detail {
             path: String::new(),
             message: format!("Expected object, received {}", type_name(body)),
-        }]);
-    };
+        }]
+    })
+}
+
+/// Validates an event body (`POST /api/v1/event`).
+pub fn event(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
+    let object = as_object(body)?;
     let version = detect_version(object);
     let mut c = Checker {
         body: object,
@@ -697,12 +702,7 @@ fn frames_at(c: &mut Checker<'_>, path: &str, value: Option<&Value>, max: usize)
 /// Validates a Sentry-style envelope body (`POST /api/v1/envelope`), read as a v2 event whose
 /// frames are oldest first (so the culprit is the last in-app frame).
 pub fn envelope(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
-    let Some(object) = body.as_object() else {
-        return Err(vec![Detail {
-            path: String::new(),
-            message: format!("Expected object, received {}", type_name(body)),
-        }]);
-    };
+    let object = as_object(body)?;
     let mut c = Checker {
         body: object,
         details: Vec::new(),
