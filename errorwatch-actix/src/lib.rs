@@ -237,9 +237,7 @@ where
                     Err(error)
                 }
                 Err(payload) => {
-                    if errorwatch_sdk::panic::take_last_panic_event().is_none() {
-                        errorwatch_sdk::capture_event(ew_http::panic_event(payload.as_ref()));
-                    }
+                    ew_http::report_caught_panic(payload.as_ref());
                     // actix renders the error as a 500; the panic is already reported.
                     Err(actix_web::error::ErrorInternalServerError(
                         "Internal Server Error",

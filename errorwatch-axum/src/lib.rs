@@ -423,9 +423,7 @@ fn internal_error<ResBody: From<&'static str>>() -> Response<ResBody> {
 fn answer_panic<ResBody: From<&'static str>>(
     payload: &(dyn std::any::Any + Send),
 ) -> Response<ResBody> {
-    if errorwatch_sdk::panic::take_last_panic_event().is_none() {
-        errorwatch_sdk::capture_event(ew_http::panic_event(payload));
-    }
+    ew_http::report_caught_panic(payload);
     internal_error()
 }
 

@@ -304,6 +304,14 @@ pub fn status_event(status: u16, method: &str, route: &str, cause: Option<Except
     }
 }
 
+/// Reports a panic an integration caught, unless the panic hook already did (with the
+/// request's scope, location and stack): the hook's report is the better one.
+pub fn report_caught_panic(payload: &(dyn Any + Send)) {
+    if crate::panic::take_last_panic_event().is_none() {
+        crate::capture_event(panic_event(payload));
+    }
+}
+
 /// The event for a handler panic the panic hook did not report (the hook is not installed).
 pub fn panic_event(payload: &(dyn Any + Send)) -> Event {
     Event {
