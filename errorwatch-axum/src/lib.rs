@@ -59,7 +59,7 @@ pub struct HandlerError(Exception);
 impl HandlerError {
     /// The error's type and message.
     pub fn new<E: std::error::Error + ?Sized>(error: &E) -> Self {
-        let event = errorwatch_sdk::Event::from_error(error);
+        let event = errorwatch_sdk::event_from_error(error);
         HandlerError(event.exception.unwrap_or_default())
     }
 }

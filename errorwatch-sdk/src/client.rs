@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::event::{Event, EventId, Exception, Level, Value};
 use crate::options::{Options, OptionsError};
 use crate::pipeline::{Job, Pipeline};
 use crate::scope::Scope;
 use crate::stacktrace::RawStack;
 use crate::stats::{Counters, Outcome, Stats};
 use crate::transport::{PushError, Queue};
+use errorwatch_protocol::{Event, EventId, Exception, Level, Value};
 
 /// Where the in-memory client of the test helpers keeps its events.
 pub(crate) type CapturedEvents = Arc<Mutex<Vec<Event>>>;
@@ -362,8 +362,15 @@ pub fn try_init(options: Options) -> Result<ClientGuard, OptionsError> {
     Ok(ClientGuard { client })
 }
 
-/// Builds the event for an error: its type, its message and its source chain.
-pub(crate) fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
+/// A new event for `error`: its type, its message, and its `source()` chain (in
+/// `extra["error.sources"]`). Integrations use it for errors they only see as `dyn Error`.
+///
+/// ```
+/// let error = "x".parse::<u8>().unwrap_err();
+/// let event = errorwatch_sdk::event_from_error(&error);
+/// assert_eq!(event.exception.unwrap().ty, "ParseIntError");
+/// ```
+pub fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
     let ty = type_name_of::<E>().unwrap_or_else(|| type_name_from_debug(&error));
     let mut event = Event {
         exception: Some(Exception::new(ty, error.to_string())),

@@ -8,8 +8,8 @@ use std::any::Any;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::event::{Event, Exception, Level, Request};
 use crate::scrub::DEFAULT_KEYS;
+use errorwatch_protocol::{Event, Exception, Level, Request};
 
 /// Headers never attached to a request, whatever their value.
 pub const REMOVED_HEADERS: &[&str] = &[

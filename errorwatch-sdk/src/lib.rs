@@ -35,10 +35,8 @@
 
 mod client;
 mod diagnostics;
-mod event;
 pub mod http;
 mod hub;
-pub mod limits;
 mod options;
 pub mod panic;
 mod pipeline;
@@ -52,8 +50,9 @@ mod transport;
 use std::error::Error;
 use std::time::Duration;
 
+pub use client::event_from_error;
 pub use client::{init, try_init, Client, ClientGuard};
-pub use event::{
+pub use errorwatch_protocol::{
     Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User,
     Value,
 };
@@ -67,9 +66,9 @@ pub use stats::Stats;
 pub use regex::Regex;
 
 /// The name this SDK reports in `sdk.name`.
-pub const SDK_NAME: &str = "errorwatch.rust";
+pub const SDK_NAME: &str = SdkInfo::RUST_NAME;
 /// The version this SDK reports in `sdk.version`.
-pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const SDK_VERSION: &str = SdkInfo::RUST_VERSION;
 pub(crate) const USER_AGENT: &str = concat!("errorwatch-rust/", env!("CARGO_PKG_VERSION"));
 
 /// Captures an error, its `source()` chain and (by default) a stack trace, with the current

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::Event;
 use crate::scrub::ScrubOptions;
+use errorwatch_protocol::Event;
 
 /// Called on the worker for every event before it is sent: return `None` to drop it.
 pub type BeforeSend = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
@@ -155,7 +155,7 @@ impl Default for Options {
             server_name: None,
             sample_rate: 1.0,
             before_send: None,
-            max_breadcrumbs: crate::limits::BREADCRUMBS,
+            max_breadcrumbs: errorwatch_protocol::limits::event::BREADCRUMBS,
             queue_capacity: 16_384,
             max_in_flight: 8,
             connect_timeout: Duration::from_secs(2),
@@ -279,11 +279,15 @@ impl Options {
                 });
             }
         }
-        check_len(options.environment.as_deref(), env::ENV, crate::limits::ENV)?;
+        check_len(
+            options.environment.as_deref(),
+            env::ENV,
+            errorwatch_protocol::limits::event::ENV,
+        )?;
         check_len(
             options.release.as_deref(),
             env::RELEASE,
-            crate::limits::RELEASE,
+            errorwatch_protocol::limits::event::RELEASE,
         )?;
         options.validate()?;
         Ok(options)
@@ -371,7 +375,7 @@ impl Options {
     }
     /// How many breadcrumbs an event carries, at most 100 (the server's limit). Default: 100.
     pub fn max_breadcrumbs(mut self, max: usize) -> Self {
-        self.max_breadcrumbs = max.min(crate::limits::BREADCRUMBS);
+        self.max_breadcrumbs = max.min(errorwatch_protocol::limits::event::BREADCRUMBS);
         self
     }
     /// How many events may wait for the worker; beyond it events are dropped and counted.
@@ -480,18 +484,7 @@ impl Options {
 /// assert!(!errorwatch_sdk::is_valid_api_key("ew_live_short"));
 /// ```
 pub fn is_valid_api_key(key: &str) -> bool {
-    let rest = key
-        .strip_prefix("ew_live_")
-        .or_else(|| key.strip_prefix("ew_test_"));
-    match rest {
-        Some(rest) => {
-            rest.len() >= 32
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        }
-        None => false,
-    }
+    errorwatch_protocol::api_key::is_well_formed(key)
 }
 
 /// Turns a base URL into the event endpoint, `{base}/api/v1/event`.

@@ -4,9 +4,9 @@ use std::cell::Cell;
 use std::panic::{self, PanicHookInfo};
 use std::sync::Once;
 
-use crate::event::{Event, EventId, Exception, Level};
 use crate::pipeline::Job;
 use crate::stacktrace::RawStack;
+use errorwatch_protocol::{Event, EventId, Exception, Level};
 
 static INSTALL: Once = Once::new();
 

@@ -6,12 +6,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::diagnostics::Diagnostics;
-use crate::event::{Event, Map, Value};
-use crate::limits;
 use crate::options::{BeforeSend, Options, OptionsError};
 use crate::scope::Scope;
 use crate::scrub::Scrubber;
 use crate::stacktrace::{InAppRules, RawStack};
+use errorwatch_protocol::{Event, Map, Value};
 
 /// What the caller hands over: the event as captured, a snapshot of its scope, and maybe an
 /// unresolved stack.
@@ -114,7 +113,7 @@ impl Pipeline {
         if let Some(scrubber) = &self.scrubber {
             scrubber.scrub_event(&mut event);
         }
-        limits::normalize(&mut event);
+        event.normalize();
         Ok(event)
     }
 

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use crate::event::{Breadcrumb, Event, Level, Map, Request, User, Value};
-use crate::limits;
+use errorwatch_protocol::limits::event as limits;
+use errorwatch_protocol::{Breadcrumb, Event, Level, Map, Request, User, Value};
 
 /// Tags, extra data, user, level, fingerprint, request and breadcrumbs that apply to the events
 /// captured while the scope is current.

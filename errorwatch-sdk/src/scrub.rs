@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use regex::{Captures, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::event::{Event, Map, Value};
+use errorwatch_protocol::{Event, Map, Value};
 
 /// What replaces a scrubbed secret.
 pub const FILTERED: &str = "[Filtered]";

@@ -4,9 +4,7 @@
 //! hundred times that, so [`RawStack::capture`] only records instruction pointers and
 //! [`RawStack::resolve`] does the rest where nobody waits for it.
 
-use std::fmt::Write as _;
-
-use crate::event::{Event, Frame};
+use errorwatch_protocol::{Event, Frame};
 
 /// Crates whose frames are never the application's.
 const NOT_IN_APP_CRATES: &[&str] = &[
@@ -228,7 +226,7 @@ impl RawStack {
         let frames: Vec<Frame> = symbols
             .into_iter()
             .skip(first)
-            .take(crate::limits::FRAMES)
+            .take(errorwatch_protocol::limits::event::FRAMES)
             .map(|symbol| {
                 let in_app = symbol
                     .name
@@ -254,7 +252,7 @@ impl RawStack {
             event.file = Some(culprit.filename.clone());
             event.line = culprit.lineno;
         }
-        event.stack = Some(stack_text(&frames));
+        event.stack = Some(errorwatch_protocol::stack::render(&frames));
         event.frames = frames;
     }
 }
@@ -268,24 +266,6 @@ fn walk() -> Vec<usize> {
     });
     ips.shrink_to_fit();
     ips
-}
-
-/// The stack as the server shows it: `at function (file:line:col)`, one frame per line.
-pub fn stack_text(frames: &[Frame]) -> String {
-    let mut text = String::with_capacity(frames.len() * 80);
-    for frame in frames {
-        let function = frame.function.as_deref().unwrap_or("<unknown>");
-        let _ = write!(text, "    at {function} ({}", frame.filename);
-        if let Some(line) = frame.lineno {
-            let _ = write!(text, ":{line}");
-            if let Some(col) = frame.colno {
-                let _ = write!(text, ":{col}");
-            }
-        }
-        text.push_str(")\n");
-    }
-    text.pop();
-    text
 }
 
 /// Removes the `::h0123456789abcdef` hash that legacy mangling appends to symbols.
@@ -348,7 +328,7 @@ mod tests {
             first.ends_with("failing_function_of_the_application"),
             "the capture machinery is trimmed off the top: {first}"
         );
-        assert!(event.stack.as_deref().unwrap_or("").starts_with("    at "));
+        assert!(event.stack.as_deref().unwrap_or("").starts_with("  at "));
         assert!(event
             .file
             .as_deref()

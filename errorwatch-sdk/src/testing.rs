@@ -17,10 +17,10 @@
 use std::future::Future;
 
 use crate::client::{CapturedEvents, Client};
-use crate::event::Event;
 use crate::hub::{self, Binding};
 use crate::options::Options;
 use crate::scope::Scope;
+use errorwatch_protocol::Event;
 
 /// Runs `f` and returns the events it captured, with default options.
 pub fn capture_events(f: impl FnOnce()) -> Vec<Event> {

@@ -21,7 +21,9 @@ CREATE TABLE groups (
     fingerprint TEXT PRIMARY KEY,
     project_id INTEGER NOT NULL REFERENCES projects(id),
     title TEXT NOT NULL,
-    error_type TEXT NOT NULL,
+    error_type TEXT,
+    error_value TEXT,
+    grouping_rule TEXT NOT NULL,
     level TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'unresolved',
     count INTEGER NOT NULL DEFAULT 0,
@@ -53,8 +55,9 @@ CREATE TABLE events (
     env TEXT NOT NULL,
     release TEXT,
     message TEXT,
-    error_type TEXT NOT NULL,
-    error_value TEXT NOT NULL,
+    error_type TEXT,
+    error_value TEXT,
+    stack TEXT NOT NULL,
     file TEXT,
     line INTEGER,
     user_id TEXT,
@@ -64,3 +67,53 @@ CREATE TABLE events (
 );
 CREATE INDEX events_fingerprint ON events(fingerprint, id);
 CREATE INDEX events_received_at ON events(received_at);
+
+-- Application log lines (POST /api/v1/logs).
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    message TEXT NOT NULL,
+    source TEXT NOT NULL,
+    env TEXT,
+    release TEXT,
+    url TEXT,
+    request_id TEXT,
+    user_id TEXT,
+    trace_id TEXT,
+    span_id TEXT,
+    context TEXT,
+    extra TEXT
+);
+CREATE INDEX logs_project_id ON logs(project_id, id);
+CREATE INDEX logs_received_at ON logs(received_at);
+
+-- Scheduled jobs (created on their first check-in) and their check-ins.
+CREATE TABLE cron_monitors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL,
+    slug TEXT NOT NULL,
+    env TEXT,
+    created_at INTEGER NOT NULL,
+    last_checkin_at INTEGER,
+    last_status TEXT,
+    UNIQUE (project_id, slug)
+);
+
+CREATE TABLE cron_checkins (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    monitor_id INTEGER NOT NULL REFERENCES cron_monitors(id),
+    status TEXT NOT NULL,
+    checkin_id TEXT,
+    duration INTEGER,
+    env TEXT,
+    payload TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX cron_checkins_monitor ON cron_checkins(monitor_id, id);
+CREATE INDEX cron_checkins_checkin_id ON cron_checkins(checkin_id);

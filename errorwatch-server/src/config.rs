@@ -47,6 +47,8 @@ pub struct Config {
     pub max_batch: usize,
     /// Days events are kept.
     pub retention_days: i64,
+    /// The clock of the duplicate window and the rate limit (tests move a manual one).
+    pub clock: crate::Clock,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +85,7 @@ impl Config {
             max_connections: 1_024,
             max_batch: 512,
             retention_days: 30,
+            clock: crate::Clock::system(),
         }
     }
 

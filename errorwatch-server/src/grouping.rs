@@ -1,25 +1,21 @@
-//! Grouping events into issues, exactly as the production server does.
+//! Grouping events into issues, exactly as the production server does, and its duplicate key.
 //!
 //! The first rule that applies wins; the group key is global, with the project inside the hash:
-//! 1. an SDK fingerprint: `sha1(project|sdk|fingerprint)`;
-//! 2. an exception type and value: `sha256(project|type|cleaned value|file|function)` of the
-//!    culprit frame (`unknown` without frames, `anonymous` without a function), no line;
-//! 3. otherwise `sha1(project|type|file without ?query or #hash|line)`.
+//! 1. the SDK's fingerprint (when not empty): `sha1(project|sdk|fingerprint)`;
+//! 2. a v2 or envelope event with a non-empty exception type and value:
+//!    `sha256(project|type|cleaned value|file|function)` of the first frame not marked out of
+//!    the application (`unknown` without one; `anonymous` without a function);
+//! 3. otherwise `sha1(project|type|file without ?query or #hash|line||depth|top frames)`, where
+//!    the type is read from the message (`FooError:`) and depth and top frames come from the
+//!    stack text's first five `at f (file:line:col)` or `f@file:line:col` lines.
 
 use std::sync::LazyLock;
 
+use errorwatch_protocol::validate::{Accepted, Kind};
+use errorwatch_protocol::{limits, text};
 use regex::Regex;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-
-use crate::validate::Accepted;
-
-static HEX_ADDRESS: LazyLock<Regex> = LazyLock::new(|| regex(r"0x[0-9a-fA-F]+"));
-static UUID: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-});
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| regex(r"\d{4,}"));
-static QUOTED: LazyLock<Regex> = LazyLock::new(|| regex(r#""[^"]{0,100}"|'[^']{0,100}'"#));
 
 fn regex(pattern: &str) -> Regex {
     // The patterns are constants: a failure here is a bug caught by the first test run.
@@ -27,64 +23,142 @@ fn regex(pattern: &str) -> Regex {
         .unwrap_or_else(|error| panic!("invalid built-in pattern {pattern}: {error}"))
 }
 
+// JavaScript's `\b` and `\d` are ASCII-only: so are these (`(?-u:...)`).
+static HEX_ADDRESS: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)0x[0-9a-f]+"));
+static UUID: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"(?i)(?-u:\b)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?-u:\b)")
+});
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)[0-9]{4,}(?-u:\b)"));
+static QUOTED: LazyLock<Regex> = LazyLock::new(|| regex(r#""[^"]{0,100}""#));
+static SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| regex(r"'[^']{0,100}'"));
+static ERROR_TYPE: LazyLock<Regex> = LazyLock::new(|| regex(r"^([A-Z][a-zA-Z]*Error):"));
+static CHROME_FRAME: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"at\s+(?:(.+?)\s+\()?\s*(.+?):([0-9]+):([0-9]+)\)?"));
+static FIREFOX_FRAME: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^(.+?)@(.+?):([0-9]+):([0-9]+)"));
+
 /// Replaces the parts of an error message that vary between occurrences of one problem:
-/// hex addresses, UUIDs, numbers of 4 or more digits and quoted strings, in that order.
+/// hex addresses, UUIDs, whole numbers of 4 or more digits and quoted strings, in that order.
 pub fn clean_value(value: &str) -> String {
     let value = HEX_ADDRESS.replace_all(value, "<addr>");
     let value = UUID.replace_all(&value, "<uuid>");
     let value = NUMBER.replace_all(&value, "<num>");
-    QUOTED.replace_all(&value, "<str>").into_owned()
+    let value = QUOTED.replace_all(&value, "<str>");
+    SINGLE_QUOTED.replace_all(&value, "<str>").into_owned()
 }
 
-/// The group key of an accepted event in `project_id`.
-pub fn fingerprint(project_id: i64, event: &Accepted) -> String {
-    if let Some(fingerprint) = &event.fingerprint {
-        return hex_digest::<Sha1>(&format!("{project_id}|sdk|{fingerprint}"));
+/// Which rule grouped an event, for the issue page's "why grouped like this".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The SDK sent a fingerprint.
+    SdkFingerprint,
+    /// The exception's type, cleaned value and culprit frame.
+    Exception,
+    /// The file, line and stack shape.
+    Location,
+}
+
+/// The group key of an accepted event in `project_id`, and the rule that made it.
+pub fn fingerprint(project_id: i64, event: &Accepted) -> (String, Rule) {
+    if let Some(fingerprint) = event.sdk_fingerprint.as_deref().filter(|f| !f.is_empty()) {
+        let key = hex_digest::<Sha1>(&format!("{project_id}|sdk|{fingerprint}"));
+        return (key, Rule::SdkFingerprint);
     }
-    if event.has_exception {
-        let (file, function) = match &event.culprit {
-            Some(frame) => (
-                frame.filename.as_str(),
-                frame.function.as_deref().unwrap_or("anonymous"),
-            ),
-            None => ("unknown", "anonymous"),
-        };
-        return hex_digest::<Sha256>(&format!(
-            "{project_id}|{}|{}|{file}|{function}",
-            event.error_type,
-            clean_value(&event.error_value)
+    let typed = event.kind != Kind::V1
+        && event.exception_type.as_deref().is_some_and(|t| !t.is_empty())
+        && event.exception_value.as_deref().is_some_and(|v| !v.is_empty());
+    if typed {
+        let frame = event.frames.iter().find(|f| f.in_app != Some(false));
+        let frame_key = frame.map_or_else(
+            || "unknown".to_owned(),
+            |f| {
+                let function = f.function.as_deref().filter(|s| !s.is_empty());
+                format!(
+                    "{}|{}",
+                    // JavaScript writes a missing file as `undefined`.
+                    f.filename.as_deref().unwrap_or("undefined"),
+                    function.unwrap_or("anonymous")
+                )
+            },
+        );
+        let key = hex_digest::<Sha256>(&format!(
+            "{project_id}|{}|{}|{frame_key}",
+            event.exception_type.as_deref().unwrap_or_default(),
+            clean_value(event.exception_value.as_deref().unwrap_or_default())
         ));
+        return (key, Rule::Exception);
     }
-    let file = event.file.as_deref().unwrap_or("");
-    let file = file.split(['?', '#']).next().unwrap_or(file);
-    let line = event.line.map(|l| l.to_string()).unwrap_or_default();
-    hex_digest::<Sha1>(&format!("{project_id}|{}|{file}|{line}", event.error_type))
+    let error_type = ERROR_TYPE
+        .captures(&event.message)
+        .and_then(|c| c.get(1))
+        .map_or("Error", |m| m.as_str());
+    let file = event.file.split(['?', '#']).next().unwrap_or_default();
+    let frames = stack_frames(&event.stack);
+    let top: Vec<&str> = frames.iter().take(3).map(String::as_str).collect();
+    let key = hex_digest::<Sha1>(&format!(
+        "{project_id}|{error_type}|{file}|{}||{}|{}",
+        event.line,
+        frames.len(),
+        top.join("|")
+    ));
+    (key, Rule::Location)
 }
 
-/// The issue's title: `"{Type}: {value}"`, the value cut at 200 characters.
-pub fn title(event: &Accepted) -> String {
-    let value: String = event.error_value.chars().take(200).collect();
-    if value.is_empty() {
-        event.error_type.clone()
-    } else {
-        format!("{}: {value}", event.error_type)
+/// The first five frames of a stack text, as `function:line:col`.
+fn stack_frames(stack: &str) -> Vec<String> {
+    let mut frames = Vec::new();
+    for line in stack.split('\n') {
+        if frames.len() >= 5 {
+            break;
+        }
+        let found = CHROME_FRAME
+            .captures(line)
+            .or_else(|| FIREFOX_FRAME.captures(line));
+        if let Some(c) = found {
+            let function = c.get(1).map_or("anonymous", |m| m.as_str());
+            let function = if function.is_empty() { "anonymous" } else { function };
+            frames.push(format!("{function}:{}:{}", &c[3], &c[4]));
+        }
+    }
+    frames
+}
+
+/// The issue's title: `"{Type}: {value}"` trimmed, the value cut at 200 characters; the message
+/// stands in for a missing value.
+pub fn title(event: &Accepted, scrubbed_message: &str) -> String {
+    let ty = text::js_trim(event.exception_type.as_deref().unwrap_or_default());
+    let mut value =
+        text::js_trim(event.exception_value.as_deref().unwrap_or(scrubbed_message)).to_owned();
+    if text::js_len(&value) > limits::TITLE_VALUE {
+        text::truncate_plain(&mut value, limits::TITLE_VALUE);
+        value.push('…');
+    }
+    match (ty.is_empty(), value.is_empty()) {
+        (false, false) => format!("{ty}: {value}"),
+        (false, true) => ty.to_owned(),
+        (true, false) => value,
+        (true, true) => "Error".to_owned(),
     }
 }
 
-/// The key of the 10-second duplicate window.
+/// The key of the duplicate window. Events and envelopes keep separate namespaces; a v2 event's
+/// key is its type, raw value and file, a v1 event's and an envelope's its message, file and
+/// line.
 pub fn dedupe_key(project_id: i64, event: &Accepted) -> String {
-    match event.version {
-        crate::validate::Version::V1 => format!(
-            "{project_id}|{}|{}|{}",
-            event.message.as_deref().unwrap_or(""),
-            event.file.as_deref().unwrap_or(""),
-            event.line.unwrap_or(0)
+    match event.kind {
+        Kind::V2 => format!(
+            "evt:{project_id}|{}|{}|{}",
+            event.exception_type.as_deref().unwrap_or_default(),
+            event.exception_value.as_deref().unwrap_or_default(),
+            event.file
         ),
-        crate::validate::Version::V2 => format!(
-            "{project_id}|{}|{}|{}",
-            event.error_type,
-            event.error_value,
-            event.file.as_deref().unwrap_or("")
+        Kind::V1 => format!(
+            "evt:{project_id}|{}|{}|{}",
+            event.message, event.file, event.line
+        ),
+        Kind::Envelope => format!(
+            "env:{project_id}|{}|{}|{}",
+            event.message, event.file, event.line
         ),
     }
 }
@@ -98,11 +172,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_are_cleaned_in_order() {
+    fn values_are_cleaned_in_order_on_ascii_word_boundaries() {
         assert_eq!(
             clean_value("user 12345 at 0xdeadBEEF with id 550e8400-e29b-41d4-a716-446655440000 named \"bob\""),
             "user <num> at <addr> with id <uuid> named <str>"
         );
         assert_eq!(clean_value("port 80 and 'x'"), "port 80 and <str>");
+        assert_eq!(clean_value("order12345 a_1234"), "order12345 a_1234", "no boundary");
+        assert_eq!(clean_value("١٢٣٤ and １２３４"), "١٢٣٤ and １２３４", "only ASCII digits");
+    }
+
+    #[test]
+    fn stack_frames_read_chrome_and_firefox_lines() {
+        let frames = stack_frames("Error: x\n    at handler (/srv/app.js:10:5)\nf@/srv/b.js:2:3\nat /srv/c.js:1:1");
+        assert_eq!(frames, ["handler:10:5", "f:2:3", "anonymous:1:1"]);
     }
 }

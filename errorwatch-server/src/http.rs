@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::pii;
+
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,8 +28,9 @@ use crate::listener::ClientAddr;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::store::{GroupQuery, GroupSort, NewEvent, Store};
-use crate::validate::{self, Accepted, Detail};
 use crate::writer::{SubmitError, Writer};
+use errorwatch_protocol::json;
+use errorwatch_protocol::validate::{self, Accepted, Detail};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -49,6 +52,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/event", post(ingest_event))
         .route("/api/v1/envelope", post(ingest_envelope))
+        .route("/api/v1/logs", post(ingest_log).get(list_logs))
+        .route("/api/v1/cron/checkin", post(ingest_checkin))
+        .route("/api/v1/cron/checkins", get(list_checkins))
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{fingerprint}", get(show_group))
         .route("/api/v1/groups/{fingerprint}/events", get(group_events))
@@ -100,6 +106,8 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 enum Route {
     Event,
     Envelope,
+    Log,
+    CheckIn,
 }
 
 async fn ingest_event(
@@ -118,6 +126,24 @@ async fn ingest_envelope(
     body: Body,
 ) -> Response {
     ingest(&state, client, &headers, body, Route::Envelope).await
+}
+
+async fn ingest_log(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&state, client, &headers, body, Route::Log).await
+}
+
+async fn ingest_checkin(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&state, client, &headers, body, Route::CheckIn).await
 }
 
 /// Reads at most `limit` bytes, whatever `Content-Length` says (chunked bodies included).
@@ -182,7 +208,7 @@ async fn ingest(
     };
 
     // 2. Rate limit, per client address.
-    let verdict = state.limiter.check(client.ip(), Instant::now());
+    let verdict = state.limiter.check(client.ip(), state.config.clock.now());
     let rate_headers = |response: &mut Response| {
         if verdict.limit > 0 {
             let headers = response.headers_mut();
@@ -251,21 +277,26 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
     };
 
     // 4. Validation.
-    let body: Value = match serde_json::from_slice(bytes) {
+    let body: Value = match json::parse(bytes) {
         Ok(body) => body,
         Err(e) => {
             metrics.rejected("validation_error");
-            return validation_error(vec![Detail {
-                path: String::new(),
-                // serde_json's message says what broke and where ("... at line 1 column 25").
-                message: format!("Malformed JSON: {e}"),
-            }]);
+            return validation_error_of(
+                route,
+                vec![Detail {
+                    path: String::new(),
+                    // The message says what broke and where ("... at line 1 column 25").
+                    message: e.to_string(),
+                }],
+            );
         }
     };
     let now = now_ms();
     let checked = match route {
         Route::Event => validate::event(&body, now),
         Route::Envelope => validate::envelope(&body, now),
+        Route::Log => return store_log(state, project.project_id, &body, now).await,
+        Route::CheckIn => return store_checkin(state, project.project_id, &body, now).await,
     };
     let accepted = match checked {
         Ok(accepted) => accepted,
@@ -320,7 +351,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
     // 9. Duplicates within 10 s.
     if state.dedupe.is_repeat(
         grouping::dedupe_key(project.project_id, &accepted),
-        Instant::now(),
+        state.config.clock.now(),
     ) {
         metrics.rejected("deduplicated");
         return (
@@ -331,7 +362,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
     }
     // 10. Stored, then acknowledged.
     let event_id = accepted.event_id.clone();
-    let new_event = to_new_event(project.project_id, accepted, now);
+    let new_event = to_new_event(project.project_id, accepted, &body, now);
     let stored = match state.writer.submit(new_event) {
         Ok(stored) => stored,
         Err(SubmitError::Full) => {
@@ -360,32 +391,81 @@ async fn accept(state: &AppState, headers: &HeaderMap, bytes: &[u8], route: Rout
             .or_default() += 1;
     }
     let body = match route {
-        Route::Event => json!({ "success": true, "queued": true }),
         Route::Envelope => json!({ "success": true, "queued": true, "event_id": event_id }),
+        _ => json!({ "success": true, "queued": true }),
     };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-fn to_new_event(project_id: i64, accepted: Accepted, now: i64) -> NewEvent {
+fn to_new_event(project_id: i64, accepted: Accepted, body: &Value, now: i64) -> NewEvent {
+    let (fingerprint, rule) = grouping::fingerprint(project_id, &accepted);
+    let message = pii::scrub(&accepted.message);
+    let non_empty = |text: Option<String>| text.filter(|t| !t.is_empty());
     NewEvent {
         project_id,
-        fingerprint: grouping::fingerprint(project_id, &accepted),
-        title: grouping::title(&accepted),
+        title: grouping::title(&accepted, &message),
+        fingerprint,
+        grouping_rule: match rule {
+            grouping::Rule::SdkFingerprint => "sdk",
+            grouping::Rule::Exception => "exception",
+            grouping::Rule::Location => "location",
+        },
         event_id: accepted.event_id,
         received_at: now,
         created_at: accepted.created_at_ms,
-        level: accepted.level,
+        level: accepted.level.as_str().to_owned(),
         env: accepted.env,
         release: accepted.release,
-        message: accepted.message,
-        error_type: accepted.error_type,
-        error_value: accepted.error_value,
+        message: Some(message),
+        error_type: non_empty(accepted.exception_type),
+        error_value: non_empty(accepted.exception_value),
+        stack: pii::scrub(&accepted.stack),
         file: accepted.file,
         line: accepted.line,
         user_id: accepted.user_id,
         url: accepted.url,
         status_code: accepted.status_code,
-        payload: accepted.payload.to_string(),
+        payload: body.to_string(),
+    }
+}
+
+/// `POST /api/v1/logs`: stored (committed) before the 202.
+async fn store_log(state: &AppState, project_id: i64, body: &Value, now: i64) -> Response {
+    let entry = match validate::log(body, now) {
+        Ok(entry) => entry,
+        Err(details) => {
+            state.metrics.rejected("validation_error");
+            return validation_error(details);
+        }
+    };
+    match state.store.write_log(project_id, &entry, now).await {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "success": true, "sampled": false })),
+        )
+            .into_response(),
+        Err(e) => store_failed(e),
+    }
+}
+
+/// `POST /api/v1/cron/checkin`: stored before the 200, answered with the check-in.
+async fn store_checkin(state: &AppState, project_id: i64, body: &Value, now: i64) -> Response {
+    let check_in = match validate::checkin(body) {
+        Ok(check_in) => check_in,
+        Err(details) => {
+            state.metrics.rejected("validation_error");
+            return validation_error_of(Route::CheckIn, details);
+        }
+    };
+    match state.store.check_in(project_id, &check_in, now).await {
+        Ok(checkin) => {
+            let mut answer = json!({ "checkin": checkin });
+            if check_in.status == validate::CheckInStatus::InProgress {
+                answer["checkinId"] = answer["checkin"]["checkinId"].clone();
+            }
+            Json(answer).into_response()
+        }
+        Err(e) => store_failed(e),
     }
 }
 
@@ -393,6 +473,18 @@ fn random_unit() -> f64 {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A 400 for `route`: check-ins answer without a `code`, as production does.
+fn validation_error_of(route: Route, details: Vec<Detail>) -> Response {
+    if route == Route::CheckIn {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "Invalid input", "details": details })),
+        )
+            .into_response();
+    }
+    validation_error(details)
 }
 
 fn validation_error(details: Vec<Detail>) -> Response {
@@ -681,6 +773,44 @@ async fn update_project(
     let _ = state.keys.refresh(&state.store).await;
     Json(json!({ "success": true, "ingestionEnabled": enabled, "sampleRate": sample_rate, "dailyQuota": quota }))
         .into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct RecentParams {
+    project: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/logs`: the newest log lines.
+async fn list_logs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<RecentParams>,
+) -> Response {
+    if let Some(response) = admin_rejection(&state, &headers) {
+        return response;
+    }
+    let limit = params.limit.unwrap_or(100).clamp(1, 500);
+    match state.store.logs(params.project, limit).await {
+        Ok(logs) => Json(json!({ "logs": logs })).into_response(),
+        Err(e) => store_failed(e),
+    }
+}
+
+/// `GET /api/v1/cron/checkins`: the newest check-ins.
+async fn list_checkins(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<RecentParams>,
+) -> Response {
+    if let Some(response) = admin_rejection(&state, &headers) {
+        return response;
+    }
+    let limit = params.limit.unwrap_or(100).clamp(1, 500);
+    match state.store.checkins(params.project, limit).await {
+        Ok(checkins) => Json(json!({ "checkins": checkins })).into_response(),
+        Err(e) => store_failed(e),
+    }
 }
 
 async fn live() -> Response {

@@ -21,15 +21,7 @@ const REFRESH_ON_MISS_AT_MOST: Duration = Duration::from_secs(1);
 /// Whether `key` has the ErrorWatch format: `ew_live_`/`ew_test_` + 32 or more of
 /// `[A-Za-z0-9_-]`.
 pub fn has_valid_format(key: &str) -> bool {
-    let rest = key
-        .strip_prefix("ew_live_")
-        .or_else(|| key.strip_prefix("ew_test_"));
-    rest.is_some_and(|rest| {
-        rest.len() >= 32
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    })
+    errorwatch_protocol::api_key::is_well_formed(key)
 }
 
 /// A new key: `ew_live_` + base64url (no padding) of 24 random bytes.

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod config;
 mod dedupe;
 pub mod grouping;
@@ -25,9 +26,9 @@ mod http;
 pub mod keys;
 mod listener;
 mod metrics;
+mod pii;
 mod rate_limit;
 pub mod store;
-pub mod validate;
 mod writer;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use clock::Clock;
 pub use config::{Config, ConfigError};
 pub use store::{Group, Store, StoreError, StoredEvent};
 

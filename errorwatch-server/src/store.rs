@@ -10,6 +10,8 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,14 +69,18 @@ pub struct NewEvent {
     pub release: Option<String>,
     /// Message.
     pub message: Option<String>,
-    /// Error type.
-    pub error_type: String,
-    /// Error value.
-    pub error_value: String,
+    /// Exception type (absent or empty: none).
+    pub error_type: Option<String>,
+    /// Exception value (absent or empty: none).
+    pub error_value: Option<String>,
+    /// Which grouping rule made the fingerprint (`sdk`, `exception`, `location`).
+    pub grouping_rule: &'static str,
+    /// The stack text, personal data removed.
+    pub stack: String,
     /// Culprit file.
-    pub file: Option<String>,
+    pub file: String,
     /// Culprit line.
-    pub line: Option<i64>,
+    pub line: i64,
     /// User id.
     pub user_id: Option<String>,
     /// Request URL.
@@ -95,10 +101,16 @@ pub struct Group {
     pub project_id: i64,
     /// `"{Type}: {value}"`.
     pub title: String,
-    /// The error type.
+    /// The exception type (the first event's that had one).
     #[serde(rename = "type")]
-    pub error_type: String,
-    /// The latest event's level.
+    pub error_type: Option<String>,
+    /// The exception value (the first event's that had one).
+    #[serde(rename = "value")]
+    pub error_value: Option<String>,
+    /// Which rule grouped its events: `sdk` (the SDK's fingerprint), `exception` (type, value
+    /// and culprit frame) or `location` (file, line and stack shape).
+    pub grouping_rule: String,
+    /// The first event's level.
     pub level: String,
     /// `unresolved` or `resolved`.
     pub status: String,
@@ -110,9 +122,9 @@ pub struct Group {
     pub first_seen: String,
     /// Latest event (RFC 3339).
     pub last_seen: String,
-    /// Culprit file.
+    /// Culprit file (the first event's).
     pub file: Option<String>,
-    /// Culprit line.
+    /// Culprit line (the first event's).
     pub line: Option<i64>,
     /// Environment of the latest event.
     pub env: String,
@@ -142,11 +154,13 @@ pub struct StoredEvent {
     pub release: Option<String>,
     /// Message.
     pub message: Option<String>,
-    /// Error type.
+    /// Exception type.
     #[serde(rename = "type")]
-    pub error_type: String,
-    /// Error value.
-    pub value: String,
+    pub error_type: Option<String>,
+    /// Exception value.
+    pub value: Option<String>,
+    /// The stack text.
+    pub stack: String,
     /// Culprit file.
     pub file: Option<String>,
     /// Culprit line.
@@ -322,13 +336,16 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for event in events {
             sqlx::query(
-                "INSERT INTO groups (fingerprint, project_id, title, error_type, level, status, count, \
-                 users_affected, first_seen, last_seen, file, line, env) \
-                 VALUES (?, ?, ?, ?, ?, 'unresolved', 1, 0, ?, ?, ?, ?, ?) \
+                // Title, level, file and line are the first event's; type and value are
+                // back-filled by the first event that has them.
+                "INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
+                 grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
+                 line, env) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', 1, 0, ?, ?, ?, ?, ?) \
                  ON CONFLICT(fingerprint) DO UPDATE SET \
                    count = count + 1, \
-                   title = excluded.title, \
-                   level = excluded.level, \
+                   error_type = coalesce(error_type, excluded.error_type), \
+                   error_value = coalesce(error_value, excluded.error_value), \
                    env = excluded.env, \
                    first_seen = min(first_seen, excluded.first_seen), \
                    last_seen = max(last_seen, excluded.last_seen), \
@@ -339,9 +356,11 @@ impl Store {
             .bind(event.project_id)
             .bind(&event.title)
             .bind(&event.error_type)
+            .bind(&event.error_value)
+            .bind(event.grouping_rule)
             .bind(&event.level)
             .bind(event.created_at)
-            .bind(event.created_at)
+            .bind(event.received_at)
             .bind(&event.file)
             .bind(event.line)
             .bind(&event.env)
@@ -364,8 +383,8 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
-                 release, message, error_type, error_value, file, line, user_id, url, status_code, payload) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&event.event_id)
             .bind(event.project_id)
@@ -378,6 +397,7 @@ impl Store {
             .bind(&event.message)
             .bind(&event.error_type)
             .bind(&event.error_value)
+            .bind(&event.stack)
             .bind(&event.file)
             .bind(event.line)
             .bind(&event.user_id)
@@ -521,11 +541,226 @@ impl Store {
 
     /// Deletes events received before `cutoff` (ms); returns how many.
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM events WHERE received_at < ?")
+        let events = sqlx::query("DELETE FROM events WHERE received_at < ?")
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        let logs = sqlx::query("DELETE FROM logs WHERE received_at < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        let checkins = sqlx::query("DELETE FROM cron_checkins WHERE created_at < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(events.rows_affected() + logs.rows_affected() + checkins.rows_affected())
+    }
+
+    /// Stores a log line of `project_id`, committed before it returns.
+    pub async fn write_log(
+        &self,
+        project_id: i64,
+        entry: &LogEntry,
+        received_at: i64,
+    ) -> Result<i64, StoreError> {
+        let json = |value: &serde_json::Value| (!value.is_null()).then(|| value.to_string());
+        let done = sqlx::query(
+            "INSERT INTO logs (project_id, created_at, received_at, level, channel, message, source, \
+             env, release, url, request_id, user_id, trace_id, span_id, context, extra) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(project_id)
+        .bind(entry.created_at_ms)
+        .bind(received_at)
+        .bind(&entry.level)
+        .bind(&entry.channel)
+        .bind(&entry.message)
+        .bind(&entry.source)
+        .bind(&entry.env)
+        .bind(&entry.release)
+        .bind(&entry.url)
+        .bind(&entry.request_id)
+        .bind(&entry.user_id)
+        .bind(&entry.trace_id)
+        .bind(&entry.span_id)
+        .bind(json(&entry.context))
+        .bind(json(&entry.extra))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.last_insert_rowid())
+    }
+
+    /// The newest log lines, newest first (of one project when given).
+    pub async fn logs(
+        &self,
+        project: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, project_id, created_at, level, channel, message, source, env, release, url, \
+             request_id, user_id, trace_id, span_id, context, extra FROM logs \
+             WHERE ?1 IS NULL OR project_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(project)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let json = |i: usize| -> Result<serde_json::Value, StoreError> {
+                    Ok(row
+                        .try_get::<Option<String>, _>(i)?
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .unwrap_or(serde_json::Value::Null))
+                };
+                Ok(serde_json::json!({
+                    "id": row.try_get::<i64, _>(0)?,
+                    "projectId": row.try_get::<i64, _>(1)?,
+                    "timestamp": rfc3339(row.try_get(2)?),
+                    "level": row.try_get::<String, _>(3)?,
+                    "channel": row.try_get::<String, _>(4)?,
+                    "message": row.try_get::<String, _>(5)?,
+                    "source": row.try_get::<String, _>(6)?,
+                    "env": row.try_get::<Option<String>, _>(7)?,
+                    "release": row.try_get::<Option<String>, _>(8)?,
+                    "url": row.try_get::<Option<String>, _>(9)?,
+                    "requestId": row.try_get::<Option<String>, _>(10)?,
+                    "userId": row.try_get::<Option<String>, _>(11)?,
+                    "traceId": row.try_get::<Option<String>, _>(12)?,
+                    "spanId": row.try_get::<Option<String>, _>(13)?,
+                    "context": json(14)?,
+                    "extra": json(15)?,
+                }))
+            })
+            .collect()
+    }
+
+    /// Records a check-in of `project_id`, creating its monitor on first sight, in one
+    /// transaction. A finish (`ok`/`error`) with the `checkinId` of a start completes that
+    /// start; anything else is a new check-in. Returns the check-in as the contract shows it.
+    pub async fn check_in(
+        &self,
+        project_id: i64,
+        check_in: &CheckIn,
+        now: i64,
+    ) -> Result<serde_json::Value, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO cron_monitors (project_id, slug, env, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(project_id, slug) DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(&check_in.slug)
+        .bind(&check_in.env)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let monitor_id: i64 =
+            sqlx::query("SELECT id FROM cron_monitors WHERE project_id = ? AND slug = ?")
+                .bind(project_id)
+                .bind(&check_in.slug)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        let status = check_in.status.as_str();
+        let payload = check_in.payload.as_ref().map(serde_json::Value::to_string);
+        let started = match (check_in.status, &check_in.checkin_id) {
+            (CheckInStatus::InProgress, _) | (_, None) => None,
+            (_, Some(checkin_id)) => sqlx::query(
+                "SELECT id, started_at FROM cron_checkins \
+                 WHERE monitor_id = ? AND checkin_id = ? AND status = 'in_progress' LIMIT 1",
+            )
+            .bind(monitor_id)
+            .bind(checkin_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| -> Result<(i64, Option<i64>), StoreError> {
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            })
+            .transpose()?,
+        };
+        let id = match started {
+            Some((id, started_at)) => {
+                let duration = check_in.duration.or_else(|| started_at.map(|at| now - at));
+                sqlx::query(
+                    "UPDATE cron_checkins SET status = ?, duration = ?, finished_at = ?, \
+                     payload = coalesce(?, payload) WHERE id = ?",
+                )
+                .bind(status)
+                .bind(duration)
+                .bind(now)
+                .bind(&payload)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+            None => {
+                let in_progress = check_in.status == CheckInStatus::InProgress;
+                let checkin_id = if in_progress {
+                    Some(check_in.checkin_id.clone().unwrap_or_else(new_checkin_id))
+                } else {
+                    check_in.checkin_id.clone()
+                };
+                sqlx::query(
+                    "INSERT INTO cron_checkins (monitor_id, status, checkin_id, duration, env, \
+                     payload, started_at, finished_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(monitor_id)
+                .bind(status)
+                .bind(checkin_id)
+                .bind(check_in.duration)
+                .bind(&check_in.env)
+                .bind(&payload)
+                .bind(in_progress.then_some(now))
+                .bind((!in_progress).then_some(now))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .last_insert_rowid()
+            }
+        };
+        sqlx::query("UPDATE cron_monitors SET last_checkin_at = ?, last_status = ? WHERE id = ?")
+            .bind(now)
+            .bind(status)
+            .bind(monitor_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "SELECT id, monitor_id, status, duration, env, checkin_id, payload, started_at, \
+             finished_at, created_at FROM cron_checkins WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        checkin_json(&row)
+    }
+
+    /// The newest check-ins, newest first, with their job's slug (of one project when given).
+    pub async fn checkins(
+        &self,
+        project: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.monitor_id, c.status, c.duration, c.env, c.checkin_id, c.payload, \
+             c.started_at, c.finished_at, c.created_at, m.slug, m.project_id \
+             FROM cron_checkins c JOIN cron_monitors m ON m.id = c.monitor_id \
+             WHERE ?1 IS NULL OR m.project_id = ?1 ORDER BY c.id DESC LIMIT ?2",
+        )
+        .bind(project)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let mut checkin = checkin_json(row)?;
+                checkin["slug"] = row.try_get::<String, _>(10)?.into();
+                checkin["projectId"] = row.try_get::<i64, _>(11)?.into();
+                Ok(checkin)
+            })
+            .collect()
     }
 
     /// Closes the pool (checkpointing the WAL).
@@ -536,11 +771,11 @@ impl Store {
 
 const GROUP_COLUMNS: &str =
     "fingerprint, project_id, title, error_type, level, status, count, users_affected, \
-                             first_seen, last_seen, file, line, env, regressed_at";
+                             first_seen, last_seen, file, line, env, regressed_at, error_value, grouping_rule";
 
 const EVENT_COLUMNS: &str =
     "id, event_id, fingerprint, created_at, received_at, level, env, release, message, \
-                             error_type, error_value, file, line, user_id, payload";
+                             error_type, error_value, file, line, user_id, payload, stack";
 
 fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
     let payload: String = row.try_get(14)?;
@@ -560,6 +795,7 @@ fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreErr
         line: row.try_get(12)?,
         user_id: row.try_get(13)?,
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        stack: row.try_get(15)?,
     })
 }
 
@@ -579,7 +815,40 @@ fn group_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Group, StoreError> {
         line: row.try_get(11)?,
         env: row.try_get(12)?,
         regressed_at: row.try_get::<Option<i64>, _>(13)?.map(rfc3339),
+        error_value: row.try_get(14)?,
+        grouping_rule: row.try_get(15)?,
     })
+}
+
+fn checkin_json(row: &sqlx::sqlite::SqliteRow) -> Result<serde_json::Value, StoreError> {
+    let time = |i: usize| -> Result<Option<String>, StoreError> {
+        Ok(row.try_get::<Option<i64>, _>(i)?.map(rfc3339))
+    };
+    Ok(serde_json::json!({
+        "id": row.try_get::<i64, _>(0)?,
+        "monitorId": row.try_get::<i64, _>(1)?,
+        "status": row.try_get::<String, _>(2)?,
+        "duration": row.try_get::<Option<i64>, _>(3)?,
+        "env": row.try_get::<Option<String>, _>(4)?,
+        "checkinId": row.try_get::<Option<String>, _>(5)?,
+        "payload": row
+            .try_get::<Option<String>, _>(6)?
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()),
+        "startedAt": time(7)?,
+        "finishedAt": time(8)?,
+        "createdAt": time(9)?,
+    }))
+}
+
+/// A new check-in id: 16 random bytes as hex.
+fn new_checkin_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Without a random source, a clock-based id still ties a finish to its start.
+    if getrandom::fill(&mut bytes).is_err() {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        bytes[..8].copy_from_slice(&now.to_le_bytes());
+    }
+    hex::encode(bytes)
 }
 
 /// Milliseconds since the epoch as RFC 3339.

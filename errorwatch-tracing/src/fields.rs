@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::fmt;
 
-use errorwatch_sdk::{Event, Map, Value};
+use errorwatch_sdk::{Map, Value};
 use tracing_core::field::{Field, Visit};
 
 /// The `error` field of an event.
@@ -93,7 +93,7 @@ impl Visit for FieldVisitor {
             self.put(field, Value::from(value.to_string()));
             return;
         }
-        let mut event = Event::from_error(value);
+        let mut event = errorwatch_sdk::event_from_error(value);
         let exception = event.exception.take().unwrap_or_default();
         self.error = Some(ErrorField {
             ty: exception.ty,

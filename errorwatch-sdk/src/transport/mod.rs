@@ -23,7 +23,6 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use crate::diagnostics::Diagnostics;
-use crate::limits;
 use crate::options::Options;
 use crate::pipeline::{Job, Pipeline};
 use crate::stats::{Counters, Outcome};
@@ -288,7 +287,7 @@ impl Worker {
             self.progress.finish(Outcome::Failed);
             return;
         }
-        let body = limits::to_body(&mut event);
+        let body = event.to_body();
         let sender = sender.clone();
         let progress = self.progress.clone();
         let diagnostics: Diagnostics = self.pipeline.diagnostics.clone();

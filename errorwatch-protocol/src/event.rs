@@ -2,7 +2,8 @@
 //!
 //! Field names and shapes follow the ErrorWatch ingestion contract. Optional fields are left
 //! out of the JSON when empty rather than sent as `null`, because the server rejects nulls in
-//! several places (`user` among them).
+//! several places (`user` among them). [`Event::normalize`](crate::normalize) fits an event to
+//! every limit before it is sent.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// How serious an event or breadcrumb is.
 ///
 /// ```
-/// use errorwatch_sdk::Level;
+/// use errorwatch_protocol::Level;
 /// assert_eq!(Level::Warning.as_str(), "warning");
 /// assert!(Level::Fatal > Level::Error);
 /// ```
@@ -45,6 +46,43 @@ impl Level {
     }
 }
 
+impl Level {
+    /// Every level an event may have, as the contract spells them.
+    pub const ALL: [Level; 5] = [
+        Level::Fatal,
+        Level::Error,
+        Level::Warning,
+        Level::Info,
+        Level::Debug,
+    ];
+
+    /// The level named `name`, if the contract has it.
+    ///
+    /// ```
+    /// use errorwatch_protocol::Level;
+    /// assert_eq!(Level::parse("warning"), Some(Level::Warning));
+    /// assert_eq!(Level::parse("warn"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|level| level.as_str() == name)
+    }
+
+    /// Whether a breadcrumb may carry this level: the contract allows `debug`, `info`,
+    /// `warning` and `error`, not `fatal` (a `fatal` breadcrumb loses its whole event).
+    pub fn is_breadcrumb_level(self) -> bool {
+        self != Level::Fatal
+    }
+
+    /// The nearest level a breadcrumb may carry: `fatal` becomes `error`.
+    pub fn for_breadcrumb(self) -> Level {
+        if self.is_breadcrumb_level() {
+            self
+        } else {
+            Level::Error
+        }
+    }
+}
+
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -60,7 +98,7 @@ pub type Map = BTreeMap<String, Value>;
 /// The identifier of an event: 32 lowercase hex digits.
 ///
 /// ```
-/// let id = errorwatch_sdk::EventId::new_random();
+/// let id = errorwatch_protocol::EventId::new_random();
 /// assert_eq!(id.to_string().len(), 32);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,7 +170,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 /// The exception an event reports: its type and its message.
 ///
 /// ```
-/// use errorwatch_sdk::Exception;
+/// use errorwatch_protocol::Exception;
 /// let exception = Exception::new("ParseIntError", "invalid digit found in string");
 /// assert_eq!(exception.ty, "ParseIntError");
 /// ```
@@ -177,7 +215,7 @@ pub struct Frame {
 /// The user an event happened to.
 ///
 /// ```
-/// use errorwatch_sdk::User;
+/// use errorwatch_protocol::User;
 /// let user = User { id: Some("42".into()), ..User::default() };
 /// assert_eq!(user.id.as_deref(), Some("42"));
 /// ```
@@ -206,7 +244,7 @@ pub struct Request {
     /// The HTTP method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// Request headers (the sensitive ones are scrubbed before sending).
+    /// Request headers (the SDK removes the sensitive ones before sending).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// The raw query string, without the leading `?`.
@@ -220,7 +258,7 @@ pub struct Request {
 /// Something that happened before an event, kept on the scope and sent with the next event.
 ///
 /// ```
-/// use errorwatch_sdk::{Breadcrumb, Level};
+/// use errorwatch_protocol::{Breadcrumb, Level};
 /// let crumb = Breadcrumb::new("db", "SELECT 1").with_level(Level::Info);
 /// assert_eq!(crumb.category, "db");
 /// ```
@@ -279,19 +317,27 @@ pub struct SdkInfo {
     pub version: String,
 }
 
+impl SdkInfo {
+    /// The name the Rust SDK reports in `sdk.name`.
+    pub const RUST_NAME: &'static str = "errorwatch.rust";
+    /// The version the Rust SDK reports in `sdk.version` (the workspace's version).
+    pub const RUST_VERSION: &'static str = env!("CARGO_PKG_VERSION");
+}
+
 impl Default for SdkInfo {
+    /// The Rust SDK.
     fn default() -> Self {
         SdkInfo {
-            name: crate::SDK_NAME.to_owned(),
-            version: crate::SDK_VERSION.to_owned(),
+            name: SdkInfo::RUST_NAME.to_owned(),
+            version: SdkInfo::RUST_VERSION.to_owned(),
         }
     }
 }
 
 /// One ErrorWatch event, as it is sent to `POST /api/v1/event` (the v2 form).
 ///
-/// Events are built by the capture functions; [`Options::before_send`](crate::Options::before_send)
-/// and the [`testing`](crate::testing) helpers hand them to user code.
+/// The SDK's capture functions build them, and hand them to its `before_send` and test
+/// helpers; the server reads the same fields back with [`crate::validate`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Unique per event.
@@ -406,7 +452,7 @@ impl Event {
     /// A new event at `level` with `message`.
     ///
     /// ```
-    /// use errorwatch_sdk::{Event, Level};
+    /// use errorwatch_protocol::{Event, Level};
     /// let event = Event::message("cache miss storm", Level::Warning);
     /// assert_eq!(event.level, Level::Warning);
     /// ```
@@ -418,18 +464,6 @@ impl Event {
         }
     }
 
-    /// A new event for `error`: its type, its message, and its `source()` chain (in
-    /// `extra["error.sources"]`). Integrations use it for errors they only see as `dyn Error`.
-    ///
-    /// ```
-    /// let error = "x".parse::<u8>().unwrap_err();
-    /// let event = errorwatch_sdk::Event::from_error(&error);
-    /// assert_eq!(event.exception.unwrap().ty, "ParseIntError");
-    /// ```
-    pub fn from_error<E: std::error::Error + ?Sized>(error: &E) -> Self {
-        crate::client::event_from_error(error)
-    }
-
     /// The value of a tag.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
@@ -438,7 +472,7 @@ impl Event {
     /// The event as the JSON body the SDK sends.
     ///
     /// ```
-    /// let event = errorwatch_sdk::Event::default();
+    /// let event = errorwatch_protocol::Event::default();
     /// assert!(event.to_json().contains("\"platform\":\"rust\""));
     /// ```
     pub fn to_json(&self) -> String {

@@ -1,0 +1,407 @@
+//! Reading a JSON body field by field, recording a detail per violation, as the production
+//! server's schema library (Zod 4) words and places them.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::limits;
+use crate::text::js_len;
+
+/// One validation failure: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    /// Where: `exception.type`, `frames.3.filename`, `""` for the body itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The most details one answer carries: a body with thousands of bad fields gets a bounded
+/// answer (and the last detail says how many more there were).
+pub const MAX_DETAILS: usize = 100;
+
+/// A string rule: length bounds and whether `null` counts as absent.
+#[derive(Clone, Copy)]
+pub(crate) struct Str {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    pub(crate) nullable: bool,
+}
+
+impl Str {
+    /// Any length up to `max`.
+    pub(crate) const fn max(max: usize) -> Str {
+        Str {
+            min: 0,
+            max,
+            nullable: false,
+        }
+    }
+    /// Between `min` and `max`.
+    pub(crate) const fn between(min: usize, max: usize) -> Str {
+        Str {
+            min,
+            max,
+            nullable: false,
+        }
+    }
+    /// Any length.
+    pub(crate) const ANY: Str = Str::max(usize::MAX);
+    /// Also `null`.
+    pub(crate) const fn or_null(self) -> Str {
+        Str {
+            nullable: true,
+            ..self
+        }
+    }
+}
+
+/// An integer rule (JavaScript's safe integers).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Int {
+    /// Lowest allowed, inclusive.
+    pub(crate) min: Option<i64>,
+    /// Highest allowed, inclusive.
+    pub(crate) max: Option<i64>,
+    pub(crate) nullable: bool,
+}
+
+pub(crate) struct Checker {
+    details: Vec<Detail>,
+    dropped: usize,
+}
+
+pub(crate) fn type_name(value: Option<&Value>) -> &'static str {
+    match value {
+        None => "undefined",
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "boolean",
+        Some(Value::Number(_)) => "number",
+        Some(Value::String(_)) => "string",
+        Some(Value::Array(_)) => "array",
+        Some(Value::Object(_)) => "object",
+    }
+}
+
+/// `path.key`, or `key` at the root.
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Checker {
+    pub(crate) fn new() -> Checker {
+        Checker {
+            details: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        if self.details.len() < MAX_DETAILS {
+            self.details.push(Detail {
+                path: path.into(),
+                message: message.into(),
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    pub(crate) fn expected(&mut self, path: &str, expected: &str, value: Option<&Value>) {
+        self.fail(
+            path,
+            format!(
+                "Invalid input: expected {expected}, received {}",
+                type_name(value)
+            ),
+        );
+    }
+
+    pub(crate) fn error_count(&self) -> usize {
+        self.details.len() + self.dropped
+    }
+
+    /// The details, or `Ok(value)` when there are none.
+    pub(crate) fn finish<T>(mut self, value: impl FnOnce() -> T) -> Result<T, Vec<Detail>> {
+        if self.details.is_empty() {
+            return Ok(value());
+        }
+        if self.dropped > 0 {
+            let more = self.dropped;
+            if let Some(last) = self.details.last_mut() {
+                last.message = format!("{} (and {more} more problems)", last.message);
+            }
+        }
+        Err(self.details)
+    }
+
+    /// The details so far, for a body rejected before its fields were read.
+    pub(crate) fn into_details(self) -> Vec<Detail> {
+        self.finish(|| ()).err().unwrap_or_default()
+    }
+
+    /// A string field: `Some` when present and valid.
+    pub(crate) fn string<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+        rule: Str,
+    ) -> Option<&'v str> {
+        match value {
+            None => None,
+            Some(Value::Null) if rule.nullable => None,
+            Some(Value::String(text)) => {
+                let len = js_len(text);
+                if len < rule.min {
+                    self.fail(
+                        path,
+                        format!(
+                            "Too small: expected string to have >={} characters",
+                            rule.min
+                        ),
+                    );
+                    None
+                } else if len > rule.max {
+                    self.fail(
+                        path,
+                        format!("Too big: expected string to have <={} characters", rule.max),
+                    );
+                    None
+                } else {
+                    Some(text)
+                }
+            }
+            other => {
+                self.expected(path, "string", other);
+                None
+            }
+        }
+    }
+
+    /// A required string field.
+    pub(crate) fn required_string<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+        rule: Str,
+    ) -> Option<&'v str> {
+        if value.is_none() {
+            self.expected(path, "string", None);
+            return None;
+        }
+        self.string(path, value, rule)
+    }
+
+    /// A number field (any finite number): `Some` when present and valid.
+    pub(crate) fn number(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        nullable: bool,
+    ) -> Option<f64> {
+        match value {
+            None => None,
+            Some(Value::Null) if nullable => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            other => {
+                self.expected(path, "number", other);
+                None
+            }
+        }
+    }
+
+    /// An integer field.
+    pub(crate) fn int(&mut self, path: &str, value: Option<&Value>, rule: Int) -> Option<i64> {
+        let n = self.number(path, value, rule.nullable)?;
+        if n.fract() != 0.0 || n.abs() > limits::MAX_SAFE_INTEGER {
+            self.fail(path, "Invalid input: expected int, received number");
+            return None;
+        }
+        let n = n as i64;
+        if let Some(min) = rule.min.filter(|&min| n < min) {
+            self.fail(path, format!("Too small: expected number to be >={min}"));
+            return None;
+        }
+        if let Some(max) = rule.max.filter(|&max| n > max) {
+            self.fail(path, format!("Too big: expected number to be <={max}"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A boolean field.
+    pub(crate) fn boolean(&mut self, path: &str, value: Option<&Value>) -> Option<bool> {
+        match value {
+            None => None,
+            Some(Value::Bool(flag)) => Some(*flag),
+            other => {
+                self.expected(path, "boolean", other);
+                None
+            }
+        }
+    }
+
+    /// One of `options`.
+    pub(crate) fn one_of<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+        options: &[&str],
+    ) -> Option<&'v str> {
+        match value {
+            None => None,
+            Some(Value::String(text)) if options.contains(&text.as_str()) => Some(text),
+            _ => {
+                let listed: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                self.fail(
+                    path,
+                    format!("Invalid option: expected one of {}", listed.join("|")),
+                );
+                None
+            }
+        }
+    }
+
+    /// An object field (`expected object` otherwise).
+    pub(crate) fn object<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+        nullable: bool,
+    ) -> Option<&'v Map<String, Value>> {
+        match value {
+            None => None,
+            Some(Value::Null) if nullable => None,
+            Some(Value::Object(object)) => Some(object),
+            other => {
+                self.expected(path, "object", other);
+                None
+            }
+        }
+    }
+
+    /// A record field: an object whose values are anything (`expected record` otherwise).
+    pub(crate) fn record<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+        nullable: bool,
+    ) -> Option<&'v Map<String, Value>> {
+        match value {
+            None => None,
+            Some(Value::Null) if nullable => None,
+            Some(Value::Object(object)) => Some(object),
+            other => {
+                self.expected(path, "record", other);
+                None
+            }
+        }
+    }
+
+    /// A record of strings: keys and values within their rules.
+    pub(crate) fn string_record(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        key_max: usize,
+        value_rule: Str,
+    ) {
+        let Some(map) = self.record(path, value, false) else {
+            return;
+        };
+        for (key, item) in map {
+            let at = join(path, key);
+            if js_len(key) > key_max {
+                self.fail(at.clone(), "Invalid key in record");
+            }
+            self.string(&at, Some(item), value_rule);
+        }
+    }
+
+    /// An array field: each item checked by `item`; the length bound only applies when every
+    /// item passed (as the production schemas do).
+    pub(crate) fn array<'v>(
+        &mut self,
+        path: &str,
+        value: Option<&'v Value>,
+        max: usize,
+        nullable: bool,
+        mut item: impl FnMut(&mut Checker, &str, &'v Value),
+    ) -> Option<&'v [Value]> {
+        let items = match value {
+            None => return None,
+            Some(Value::Null) if nullable => return None,
+            Some(Value::Array(items)) => items,
+            other => {
+                self.expected(path, "array", other);
+                return None;
+            }
+        };
+        let before = self.error_count();
+        for (i, element) in items.iter().enumerate() {
+            item(self, &join(path, &i.to_string()), element);
+        }
+        if self.error_count() != before {
+            return None;
+        }
+        if items.len() > max {
+            self.fail(
+                path,
+                format!("Too big: expected array to have <={max} items"),
+            );
+            return None;
+        }
+        Some(items)
+    }
+
+    /// A value that must be one of several shapes: one detail at `path` when it is none.
+    pub(crate) fn union_failed(&mut self, path: &str) {
+        self.fail(path, "Invalid input");
+    }
+}
+
+/// A point in time as the production server reads it: a number is seconds below 1e12 and
+/// milliseconds otherwise; a string is parsed as a date (the time of receipt when it is not
+/// one). `Err` when the number is no date JavaScript can hold.
+pub(crate) fn timestamp_ms(value: &Value, now_ms: i64) -> Result<i64, ()> {
+    match value {
+        Value::Number(n) => {
+            let n = n.as_f64().ok_or(())?;
+            let ms = if n < 1e12 { n * 1000.0 } else { n };
+            if ms.is_finite() && ms.abs() <= limits::MAX_DATE_MS {
+                Ok(ms.trunc() as i64)
+            } else {
+                Err(())
+            }
+        }
+        Value::String(text) => Ok(parse_date(text).unwrap_or(now_ms)),
+        _ => Err(()),
+    }
+}
+
+/// The forms of date string JavaScript's `Date.parse` reads the same everywhere: ISO 8601
+/// with or without a time and offset (no offset: UTC, as on the production server).
+fn parse_date(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.timestamp_millis());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(time.and_utc().timestamp_millis());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|time| time.and_utc().timestamp_millis())
+}
+
+/// The detail of a number that is no date.
+pub(crate) const INVALID_DATE: &str =
+    "Invalid date: a time JavaScript cannot represent (beyond ±8.64e15 ms)";
