@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::options::{Options, OptionsError};
 use crate::pipeline::{Job, Pipeline};
 use crate::scope::Scope;
-use crate::stacktrace::RawStack;
+use crate::stacktrace::{Anchor, RawStack};
 use crate::stats::{Counters, Outcome, Stats};
 use crate::transport::{PushError, Queue};
 use errorwatch_protocol::{Event, EventId, Exception, Level, Value};
@@ -216,18 +216,24 @@ impl Client {
         })
     }
 
-    /// Captures an error and its `source()` chain, with the current scope.
+    /// Captures an error and its `source()` chain, with the current scope. The event's
+    /// culprit is the line that called this (its file as rustc names it), and its stack starts
+    /// there, in release builds as in debug builds.
+    #[track_caller]
     pub fn capture_error<E: Error + ?Sized>(&self, error: &E) -> Option<EventId> {
         if !self.is_enabled() {
             return None;
         }
-        let stack = if self.inner.attach_stacktrace {
-            Some(RawStack::capture())
-        } else {
-            None
-        };
+        let anchor = Anchor::caller();
+        let mut event = event_from_error(error);
+        event.file = Some(anchor.file.clone());
+        event.line = Some(anchor.line);
+        let stack = self
+            .inner
+            .attach_stacktrace
+            .then(|| RawStack::capture(anchor));
         self.capture(Job {
-            event: event_from_error(error),
+            event,
             scope: crate::hub::current_scope(),
             stack,
         })

@@ -82,6 +82,7 @@ pub(crate) const USER_AGENT: &str = concat!("errorwatch-rust/", env!("CARGO_PKG_
 /// let exception = events[0].exception.as_ref().unwrap();
 /// assert_eq!(exception.ty, "ParseIntError");
 /// ```
+#[track_caller]
 pub fn capture_error<E: Error + ?Sized>(error: &E) -> Option<EventId> {
     Client::current()?.capture_error(error)
 }

@@ -5,7 +5,7 @@ use std::panic::{self, PanicHookInfo};
 use std::sync::Once;
 
 use crate::pipeline::Job;
-use crate::stacktrace::RawStack;
+use crate::stacktrace::{Anchor, RawStack};
 use errorwatch_protocol::{Event, EventId, Exception, Level};
 
 static INSTALL: Once = Once::new();
@@ -59,7 +59,7 @@ fn report(info: &PanicHookInfo<'_>) {
         let id = client.capture(Job {
             event,
             scope: crate::hub::current_scope(),
-            stack: Some(RawStack::capture_panic()),
+            stack: Some(RawStack::capture_panic(info.location().map(Anchor::from))),
         })?;
         if !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false) {
             client.flush(client.inner_arc().panic_flush_timeout);

@@ -67,6 +67,88 @@ const CAPTURE_MACHINERY: &[&str] = &[
 /// How deep below the top the capture entry points can be.
 const CAPTURE_DEPTH: usize = 24;
 
+/// How deep below the top the user's capturing (or panicking) frame can be: the capture
+/// machinery, std's panic machinery and the frames inlined into them come first.
+const ANCHOR_DEPTH: usize = 64;
+
+/// The crates of this SDK's family: their frames are never the application's, whatever their
+/// symbol names say (inlined frames of release builds carry bare names like `capture_error<E>`).
+const SDK_FAMILY: &[&str] = &[
+    "errorwatch-sdk",
+    "errorwatch-protocol",
+    "errorwatch-tracing",
+    "errorwatch-axum",
+    "errorwatch-actix",
+];
+
+/// Where a capture was called from, or where a panic happened: the user's line, as rustc
+/// names the file (relative to the workspace root for the workspace's own crates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The file.
+    pub file: String,
+    /// The line.
+    pub line: u32,
+}
+
+impl Anchor {
+    /// The location of the caller of a `#[track_caller]` function.
+    #[track_caller]
+    pub fn caller() -> Anchor {
+        Anchor::from(std::panic::Location::caller())
+    }
+
+    /// Whether a resolved frame is this place: the same line, in a file whose path ends with
+    /// the anchor's (debug info names files by their absolute path).
+    fn is(&self, filename: Option<&str>, lineno: Option<u32>) -> bool {
+        lineno == Some(self.line)
+            && filename.is_some_and(|name| {
+                name == self.file
+                    || name
+                        .strip_suffix(self.file.as_str())
+                        .is_some_and(|prefix| prefix.ends_with('/'))
+            })
+    }
+}
+
+impl From<&std::panic::Location<'_>> for Anchor {
+    fn from(location: &std::panic::Location<'_>) -> Anchor {
+        Anchor {
+            file: location.file().to_owned(),
+            line: location.line(),
+        }
+    }
+}
+
+/// Whether `file` is in one of the SDK family's crates (`.../errorwatch-sdk/src/...`, or
+/// `.../errorwatch-sdk-0.1.0/src/...` from a registry).
+fn is_sdk_file(file: &str) -> bool {
+    let mut components = file.split(['/', '\\']).peekable();
+    while let Some(component) = components.next() {
+        let family = SDK_FAMILY.iter().any(|name| {
+            component.strip_prefix(name).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('-')
+                        .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        });
+        if family && components.peek() == Some(&"src") {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `file` belongs to std or to a dependency fetched by cargo.
+fn is_library_file(file: &str) -> bool {
+    file.starts_with("/rustc/")
+        || file.contains("/.cargo/registry/")
+        || file.contains("/.cargo/git/")
+        || file.contains("/rustlib/src/")
+        || is_sdk_file(file)
+}
+
 /// Decides which frames belong to the application.
 #[derive(Clone, Debug, Default)]
 pub struct InAppRules {
@@ -98,19 +180,17 @@ impl InAppRules {
         if NOT_IN_APP_CRATES.contains(&crate_name) || crate_name.starts_with("__") {
             return false;
         }
-        if let Some(file) = filename {
-            // Frames from the standard library or from any registry or git dependency.
-            if file.starts_with("/rustc/")
-                || file.contains("/.cargo/registry/")
-                || file.contains("/.cargo/git/")
-                || file.contains("/rustlib/src/")
-            {
-                return false;
-            }
+        // Frames from the standard library, a registry or git dependency, or this SDK.
+        if filename.is_some_and(is_library_file) {
+            return false;
         }
-        // A symbol with no path (`main`, `_start`, a C function) is not the application's
-        // unless it is the Rust `main` of the binary.
-        path.contains("::")
+        if path.contains("::") {
+            return true;
+        }
+        // A bare name: a function inlined in a release build (its debug info names it without
+        // its crate), the application's when its file is a source file of the application; or
+        // a C symbol (`_start`, `__libc_start_main`), which has no such file.
+        filename.is_some_and(|file| file.ends_with(".rs"))
     }
 }
 
@@ -156,6 +236,7 @@ const MAX_WALKED: usize = 256;
 pub struct RawStack {
     ips: Vec<usize>,
     from_panic: bool,
+    anchor: Option<Anchor>,
 }
 
 /// One symbol of a resolved frame (inlined functions give several per frame).
@@ -167,20 +248,23 @@ struct Symbol {
 }
 
 impl RawStack {
-    /// Walks the current thread's stack (instruction pointers only).
-    pub fn capture() -> Self {
+    /// Walks the current thread's stack (instruction pointers only) for a capture made at
+    /// `anchor`: the resolved stack starts at the frame of that line.
+    pub fn capture(anchor: Anchor) -> Self {
         RawStack {
             ips: walk(),
             from_panic: false,
+            anchor: Some(anchor),
         }
     }
 
-    /// Walks the stack from inside the panic hook; the frames of the hook and of std's panic
-    /// machinery are cut off when it is resolved.
-    pub fn capture_panic() -> Self {
+    /// Walks the stack from inside the panic hook for a panic at `anchor`; the frames of the
+    /// hook and of std's panic machinery are cut off when it is resolved.
+    pub fn capture_panic(anchor: Option<Anchor>) -> Self {
         RawStack {
             ips: walk(),
             from_panic: true,
+            anchor,
         }
     }
 
@@ -204,8 +288,21 @@ impl RawStack {
                 .as_deref()
                 .is_some_and(|name| prefixes.iter().any(|p| name.starts_with(p)))
         };
-        let mut first = 0;
-        if self.from_panic {
+        // The user's frame, found by the line that captured or panicked: exact in release
+        // builds too, where inlining renames and reorders frames.
+        let anchored = self.anchor.as_ref().and_then(|anchor| {
+            (0..symbols.len().min(ANCHOR_DEPTH))
+                .find(|&i| anchor.is(symbols[i].filename.as_deref(), symbols[i].lineno))
+        });
+        // Debug info names files absolutely; rustc named the anchor's relative to the
+        // workspace root. The difference makes every workspace path relative, as the anchor's.
+        let root = anchored.zip(self.anchor.as_ref()).and_then(|(i, anchor)| {
+            let absolute = symbols[i].filename.as_deref()?;
+            let root = absolute.strip_suffix(anchor.file.as_str())?;
+            (!root.is_empty()).then(|| root.to_owned())
+        });
+        let mut first = anchored.unwrap_or(0);
+        if anchored.is_none() && self.from_panic {
             // The innermost entry: a panic raised while unwinding from another has both.
             if let Some(entry) = (0..symbols.len()).find(|&i| starts_with_any(i, PANIC_ENTRY)) {
                 first = entry + 1;
@@ -217,7 +314,7 @@ impl RawStack {
                 }
             }
         }
-        if first == 0 {
+        if anchored.is_none() && first == 0 {
             first = (0..symbols.len().min(CAPTURE_DEPTH))
                 .rev()
                 .find(|&i| starts_with_any(i, CAPTURE_MACHINERY))
@@ -225,15 +322,25 @@ impl RawStack {
         }
         let frames: Vec<Frame> = symbols
             .into_iter()
+            .enumerate()
             .skip(first)
             .take(errorwatch_protocol::limits::event::FRAMES)
-            .map(|symbol| {
-                let in_app = symbol
-                    .name
-                    .as_deref()
-                    .is_some_and(|f| rules.is_in_app(f, symbol.filename.as_deref()));
+            .map(|(index, symbol)| {
+                let in_app = Some(index) == anchored
+                    || symbol
+                        .name
+                        .as_deref()
+                        .is_some_and(|f| rules.is_in_app(f, symbol.filename.as_deref()));
+                let filename = match (symbol.filename, &root) {
+                    (Some(file), Some(root)) => match file.strip_prefix(root.as_str()) {
+                        Some(relative) => relative.to_owned(),
+                        None => file,
+                    },
+                    (Some(file), None) => file,
+                    (None, _) => "<unknown>".to_owned(),
+                };
                 Frame {
-                    filename: symbol.filename.unwrap_or_else(|| "<unknown>".to_owned()),
+                    filename,
                     function: symbol.name,
                     lineno: symbol.lineno,
                     colno: symbol.colno,
@@ -314,7 +421,27 @@ mod tests {
 
     #[inline(never)]
     fn failing_function_of_the_application() -> RawStack {
-        RawStack::capture()
+        RawStack::capture(Anchor::caller())
+    }
+
+    #[test]
+    fn release_frames_with_bare_names_are_judged_by_their_file() {
+        let rules = InAppRules::default();
+        assert!(rules.is_in_app("handler", Some("/work/app/src/routes.rs")));
+        assert!(!rules.is_in_app(
+            "capture_error<E>",
+            Some("/work/main/errorwatch-sdk/src/client.rs")
+        ));
+        assert!(!rules.is_in_app(
+            "capture_error<E>",
+            Some("/home/u/.cargo/registry/src/index/errorwatch-sdk-0.1.0/src/client.rs")
+        ));
+        assert!(!rules.is_in_app("poll<F>", Some("/rustc/abc/library/core/src/future.rs")));
+        assert!(!rules.is_in_app("_start", None));
+        assert!(rules.is_in_app(
+            "my_errorwatch_sdk_fork::f",
+            Some("/w/errorwatch-sdk-fork/src/a.rs")
+        ));
     }
 
     #[test]

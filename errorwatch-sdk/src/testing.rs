@@ -34,9 +34,54 @@ pub fn capture_events(f: impl FnOnce()) -> Vec<Event> {
 /// If `options` are invalid (a scrub pattern too large to compile, say): in a test, a loud
 /// failure beats events prepared differently from production.
 pub fn capture_events_with(options: Options, f: impl FnOnce()) -> Vec<Event> {
-    let (client, events) = test_client(options);
-    hub::run_bound(binding(client), f);
-    take(&events)
+    Recorder::new(options).capture(f)
+}
+
+/// An in-memory client to record many times with: preparing a client (compiling its
+/// scrubbing rules) costs far more than a capture, so a suite of many cases, a property test
+/// say, builds one recorder and records each case with it. Each recording starts from an empty
+/// scope and returns only its own events.
+///
+/// ```
+/// use errorwatch_sdk::{capture_message, testing::Recorder, Level, Options};
+///
+/// let recorder = Recorder::new(Options::default());
+/// for n in 0..3 {
+///     let events = recorder.capture(|| {
+///         capture_message(&format!("case {n}"), Level::Info);
+///     });
+///     assert_eq!(events.len(), 1);
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Recorder {
+    client: Client,
+    events: CapturedEvents,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// A recorder that prepares events with `options` (their URL and key, if any, are
+    /// ignored: nothing is sent).
+    ///
+    /// # Panics
+    /// If `options` are invalid, as [`capture_events_with`] does.
+    pub fn new(options: Options) -> Recorder {
+        let (client, events) = test_client(options);
+        Recorder { client, events }
+    }
+
+    /// Runs `f` and returns the events it captured.
+    pub fn capture(&self, f: impl FnOnce()) -> Vec<Event> {
+        take(&self.events);
+        hub::run_bound(binding(self.client.clone()), f);
+        take(&self.events)
+    }
 }
 
 /// Awaits `future` and returns the events it captured, with default options.

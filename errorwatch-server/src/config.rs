@@ -79,7 +79,7 @@ impl Config {
             admin_api_key: None,
             metrics_token: None,
             rate_limit_per_minute: 60_000,
-            max_body_bytes: 5 * 1024 * 1024,
+            max_body_bytes: errorwatch_protocol::limits::BODY_BYTES,
             queue_capacity: 8_192,
             max_concurrent_requests: 1_024,
             max_connections: 1_024,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const WINDOW: Duration = Duration::from_secs(10);
+const WINDOW: Duration = Duration::from_secs(errorwatch_protocol::limits::DEDUP_WINDOW_SECS);
 /// Keys remembered at most; expired ones are swept when the table fills.
 const MAX_KEYS: usize = 100_000;
 

@@ -34,8 +34,7 @@ static SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| regex(r"'[^']{0,100}'")
 static ERROR_TYPE: LazyLock<Regex> = LazyLock::new(|| regex(r"^([A-Z][a-zA-Z]*Error):"));
 static CHROME_FRAME: LazyLock<Regex> =
     LazyLock::new(|| regex(r"at\s+(?:(.+?)\s+\()?\s*(.+?):([0-9]+):([0-9]+)\)?"));
-static FIREFOX_FRAME: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^(.+?)@(.+?):([0-9]+):([0-9]+)"));
+static FIREFOX_FRAME: LazyLock<Regex> = LazyLock::new(|| regex(r"^(.+?)@(.+?):([0-9]+):([0-9]+)"));
 
 /// Replaces the parts of an error message that vary between occurrences of one problem:
 /// hex addresses, UUIDs, whole numbers of 4 or more digits and quoted strings, in that order.
@@ -65,8 +64,14 @@ pub fn fingerprint(project_id: i64, event: &Accepted) -> (String, Rule) {
         return (key, Rule::SdkFingerprint);
     }
     let typed = event.kind != Kind::V1
-        && event.exception_type.as_deref().is_some_and(|t| !t.is_empty())
-        && event.exception_value.as_deref().is_some_and(|v| !v.is_empty());
+        && event
+            .exception_type
+            .as_deref()
+            .is_some_and(|t| !t.is_empty())
+        && event
+            .exception_value
+            .as_deref()
+            .is_some_and(|v| !v.is_empty());
     if typed {
         let frame = event.frames.iter().find(|f| f.in_app != Some(false));
         let frame_key = frame.map_or_else(
@@ -116,7 +121,11 @@ fn stack_frames(stack: &str) -> Vec<String> {
             .or_else(|| FIREFOX_FRAME.captures(line));
         if let Some(c) = found {
             let function = c.get(1).map_or("anonymous", |m| m.as_str());
-            let function = if function.is_empty() { "anonymous" } else { function };
+            let function = if function.is_empty() {
+                "anonymous"
+            } else {
+                function
+            };
             frames.push(format!("{function}:{}:{}", &c[3], &c[4]));
         }
     }
@@ -178,13 +187,23 @@ mod tests {
             "user <num> at <addr> with id <uuid> named <str>"
         );
         assert_eq!(clean_value("port 80 and 'x'"), "port 80 and <str>");
-        assert_eq!(clean_value("order12345 a_1234"), "order12345 a_1234", "no boundary");
-        assert_eq!(clean_value("١٢٣٤ and １２３４"), "١٢٣٤ and １２３４", "only ASCII digits");
+        assert_eq!(
+            clean_value("order12345 a_1234"),
+            "order12345 a_1234",
+            "no boundary"
+        );
+        assert_eq!(
+            clean_value("١٢٣٤ and １２３４"),
+            "١٢٣٤ and １２３４",
+            "only ASCII digits"
+        );
     }
 
     #[test]
     fn stack_frames_read_chrome_and_firefox_lines() {
-        let frames = stack_frames("Error: x\n    at handler (/srv/app.js:10:5)\nf@/srv/b.js:2:3\nat /srv/c.js:1:1");
+        let frames = stack_frames(
+            "Error: x\n    at handler (/srv/app.js:10:5)\nf@/srv/b.js:2:3\nat /srv/c.js:1:1",
+        );
         assert_eq!(frames, ["handler:10:5", "f:2:3", "anonymous:1:1"]);
     }
 }

@@ -623,3 +623,57 @@ async fn health_metrics_and_unknown_routes() {
     let nowhere = s.send(s.http.get(s.url("/api/v2/nothing"))).await;
     assert_eq!((nowhere.status, nowhere.code()), (404, "NOT_FOUND"));
 }
+
+#[tokio::test]
+async fn logs_and_checkins_are_stored_and_listed() {
+    let s = TestServer::start().await;
+    let log = json!({ "level": "warning", "channel": "billing", "message": "retrying", "context": { "attempt": 2 } });
+    let answer = s
+        .post_raw("/api/v1/logs", Some(&s.key), log.to_string())
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(answer.body, json!({ "success": true, "sampled": false }));
+    let logs = s.admin_get("/api/v1/logs").await;
+    assert_eq!(logs.status, 200);
+    assert_eq!(logs.body["logs"][0]["message"], "retrying");
+    assert_eq!(logs.body["logs"][0]["source"], "app");
+    assert_eq!(logs.body["logs"][0]["context"]["attempt"], 2);
+
+    let start = s
+        .post_raw(
+            "/api/v1/cron/checkin",
+            Some(&s.key),
+            json!({ "slug": "nightly", "status": "in_progress" }).to_string(),
+        )
+        .await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    let checkin_id = start.body["checkinId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!checkin_id.is_empty(), "a start is answered with its id");
+    let finish = s
+        .post_raw(
+            "/api/v1/cron/checkin",
+            Some(&s.key),
+            json!({ "slug": "nightly", "status": "ok", "checkinId": checkin_id, "duration": 1200 })
+                .to_string(),
+        )
+        .await;
+    assert_eq!(finish.status, 200);
+    assert_eq!(finish.body["checkin"]["status"], "ok");
+    assert_eq!(finish.body["checkin"]["duration"], 1200);
+    let checkins = s.admin_get("/api/v1/cron/checkins").await;
+    let listed = checkins.body["checkins"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the finish completed the start: {listed:?}"
+    );
+    assert_eq!(listed[0]["slug"], "nightly");
+    let unauthorised = s.send(s.http.get(s.url("/api/v1/logs"))).await;
+    assert_eq!(unauthorised.status, 401);
+}
