@@ -204,6 +204,34 @@ impl Client {
         })
     }
 
+    /// Captures `event` with `scope` as having happened at `file:line` (an integration's view
+    /// of the user's line, a log macro's place say): the event's culprit is that line, and its
+    /// stack trace (when attached) starts at the frame of that line.
+    pub fn capture_event_at(
+        &self,
+        mut event: Event,
+        scope: &Scope,
+        file: &str,
+        line: u32,
+    ) -> Option<EventId> {
+        if !self.is_enabled() {
+            return None;
+        }
+        event.file.get_or_insert_with(|| file.to_owned());
+        event.line.get_or_insert(line);
+        let stack = self.inner.attach_stacktrace.then(|| {
+            RawStack::capture(Anchor {
+                file: std::borrow::Cow::Owned(file.to_owned()),
+                line,
+            })
+        });
+        self.capture(Job {
+            event,
+            scope: scope.clone(),
+            stack,
+        })
+    }
+
     /// Captures a message at `level`, with the current scope.
     pub fn capture_message(&self, message: &str, level: Level) -> Option<EventId> {
         if !self.is_enabled() {
@@ -226,7 +254,7 @@ impl Client {
         }
         let anchor = Anchor::caller();
         let mut event = event_from_error(error);
-        event.file = Some(anchor.file.clone());
+        event.file = Some(anchor.file.clone().into_owned());
         event.line = Some(anchor.line);
         let stack = self
             .inner

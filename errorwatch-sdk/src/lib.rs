@@ -110,6 +110,19 @@ pub fn capture_event(event: Event) -> Option<EventId> {
     client.capture_event(event, &hub::current_scope())
 }
 
+/// Captures a ready-made event that happened at `file:line`, with the current scope: for
+/// integrations that know the user's line but are not called from it directly (the tracing
+/// layer passes an `error!`'s place). The stack trace starts at the frame of that line.
+///
+/// ```
+/// use errorwatch_sdk::{capture_event_at, Event, Level};
+/// capture_event_at(Event::message("slow query", Level::Error), file!(), line!());
+/// ```
+pub fn capture_event_at(event: Event, file: &str, line: u32) -> Option<EventId> {
+    let client = Client::current()?;
+    client.capture_event_at(event, &hub::current_scope(), file, line)
+}
+
 /// Adds a breadcrumb to the current scope; the next events carry the newest 100.
 ///
 /// ```

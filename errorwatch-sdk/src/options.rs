@@ -45,7 +45,8 @@ pub enum OptionsError {
     /// The API key does not have the ErrorWatch key format.
     #[error(
         "{source_name} is not a valid ErrorWatch API key: expected `ew_live_` or `ew_test_` \
-         followed by at least 32 characters of A-Z, a-z, 0-9, `_` or `-` (the value is not shown)"
+         followed by at least {} characters of A-Z, a-z, 0-9, `_` or `-` (the value is not shown)",
+        errorwatch_protocol::api_key::MIN_SECRET_LEN
     )]
     InvalidApiKey {
         /// The environment variable or option that held it.

@@ -86,7 +86,7 @@ const SDK_FAMILY: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anchor {
     /// The file.
-    pub file: String,
+    pub file: std::borrow::Cow<'static, str>,
     /// The line.
     pub line: u32,
 }
@@ -95,7 +95,11 @@ impl Anchor {
     /// The location of the caller of a `#[track_caller]` function.
     #[track_caller]
     pub fn caller() -> Anchor {
-        Anchor::from(std::panic::Location::caller())
+        let location = std::panic::Location::caller();
+        Anchor {
+            file: std::borrow::Cow::Borrowed(location.file()),
+            line: location.line(),
+        }
     }
 
     /// Whether a resolved frame is this place: the same line, in a file whose path ends with
@@ -105,7 +109,7 @@ impl Anchor {
             && filename.is_some_and(|name| {
                 name == self.file
                     || name
-                        .strip_suffix(self.file.as_str())
+                        .strip_suffix(&*self.file)
                         .is_some_and(|prefix| prefix.ends_with('/'))
             })
     }
@@ -114,7 +118,7 @@ impl Anchor {
 impl From<&std::panic::Location<'_>> for Anchor {
     fn from(location: &std::panic::Location<'_>) -> Anchor {
         Anchor {
-            file: location.file().to_owned(),
+            file: std::borrow::Cow::Owned(location.file().to_owned()),
             line: location.line(),
         }
     }
@@ -298,7 +302,7 @@ impl RawStack {
         // workspace root. The difference makes every workspace path relative, as the anchor's.
         let root = anchored.zip(self.anchor.as_ref()).and_then(|(i, anchor)| {
             let absolute = symbols[i].filename.as_deref()?;
-            let root = absolute.strip_suffix(anchor.file.as_str())?;
+            let root = absolute.strip_suffix(&*anchor.file)?;
             (!root.is_empty()).then(|| root.to_owned())
         });
         let mut first = anchored.unwrap_or(0);
@@ -348,7 +352,8 @@ impl RawStack {
                 }
             })
             .collect();
-        if frames.is_empty() {
+        // An integration's own frame (a log macro's place) beats a walk that missed its line.
+        if frames.is_empty() || (anchored.is_none() && !event.frames.is_empty()) {
             return;
         }
         if event.file.is_none() {

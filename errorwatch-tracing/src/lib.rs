@@ -368,7 +368,11 @@ impl ErrorWatchLayer {
             crumb.ty = Some("error".into());
             crumb
         });
-        errorwatch_sdk::capture_event(event);
+        match (metadata.file(), metadata.line()) {
+            // The stack starts at the `error!` itself, so the issue names the user's function.
+            (Some(file), Some(line)) => errorwatch_sdk::capture_event_at(event, file, line),
+            _ => errorwatch_sdk::capture_event(event),
+        };
         if let Some(crumb) = crumb {
             self.add_breadcrumb(crumb, metadata);
         }

@@ -68,10 +68,19 @@ fn fields_go_to_extra_and_marked_fields_to_tags_with_the_place_kept() {
         .as_deref()
         .is_some_and(|f| f.ends_with("layer.rs")));
     assert!(event.line.is_some_and(|l| l > 0));
+    // The stack starts at the `error!` itself: its first frame is this function, at that line.
+    let first = &event.frames[0];
+    assert_eq!(first.in_app, Some(true));
     assert_eq!(
-        event.frames.len(),
-        1,
-        "one frame for the event's place, no stack walk"
+        (first.lineno, Some(first.filename.as_str())),
+        (event.line, event.file.as_deref())
+    );
+    assert!(
+        first
+            .function
+            .as_deref()
+            .is_some_and(|f| f.contains("fields_go_to_extra")),
+        "{first:?}"
     );
 }
 

@@ -159,10 +159,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "ISSUE", "LEVEL", "COUNT", "FILE:LINE", "FIRST SEEN", "LAST SEEN"
     );
     for group in &groups {
-        let place = match (&group.file, group.line) {
-            (Some(file), Some(line)) => format!("{}:{line}", tail(file, 28)),
-            (Some(file), None) => tail(file, 34),
-            _ => "-".into(),
+        // A response's status has no line of the application: production stores `""` and 0.
+        let place = match (group.file.as_deref().filter(|f| !f.is_empty()), group.line) {
+            (Some(file), Some(line)) if line > 0 => format!("{}:{line}", tail(file, 28)),
+            (Some(file), _) => tail(file, 34),
+            (None, _) => "-".into(),
         };
         println!(
             "{:<62} {:<8} {:>5}  {:<34} {:<13} {:<13}",
