@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -50,10 +50,10 @@ pub struct AppState {
 /// The router of every route.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/v1/event", post(ingest_event))
-        .route("/api/v1/envelope", post(ingest_envelope))
-        .route("/api/v1/logs", post(ingest_log).get(list_logs))
-        .route("/api/v1/cron/checkin", post(ingest_checkin))
+        .route("/api/v1/event", ingest_route(Route::Event))
+        .route("/api/v1/envelope", ingest_route(Route::Envelope))
+        .route("/api/v1/logs", ingest_route(Route::Log).get(list_logs))
+        .route("/api/v1/cron/checkin", ingest_route(Route::CheckIn))
         .route("/api/v1/cron/checkins", get(list_checkins))
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{fingerprint}", get(show_group))
@@ -110,40 +110,14 @@ enum Route {
     CheckIn,
 }
 
-async fn ingest_event(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    ingest(&state, client, &headers, body, Route::Event).await
-}
-
-async fn ingest_envelope(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    ingest(&state, client, &headers, body, Route::Envelope).await
-}
-
-async fn ingest_log(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    ingest(&state, client, &headers, body, Route::Log).await
-}
-
-async fn ingest_checkin(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    ingest(&state, client, &headers, body, Route::CheckIn).await
+/// The handler of an SDK route: every one reads, authenticates and validates the same way.
+fn ingest_route(route: Route) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(state): State<Arc<AppState>>,
+              ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+              headers: HeaderMap,
+              body: Body| async move { ingest(&state, client, &headers, body, route).await },
+    )
 }
 
 /// Reads at most `limit` bytes, whatever `Content-Length` says (chunked bodies included).

@@ -273,15 +273,7 @@ impl Checker {
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
-        match value {
-            None => None,
-            Some(Value::Null) if nullable => None,
-            Some(Value::Object(object)) => Some(object),
-            other => {
-                self.expected(path, "object", other);
-                None
-            }
-        }
+        self.map_of("object", path, value, nullable)
     }
 
     /// A record field: an object whose values are anything (`expected record` otherwise).
@@ -291,12 +283,23 @@ impl Checker {
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
+        self.map_of("record", path, value, nullable)
+    }
+
+    /// A JSON object, which the production schema calls `kind`.
+    fn map_of<'v>(
+        &mut self,
+        kind: &str,
+        path: &str,
+        value: Option<&'v Value>,
+        nullable: bool,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             None => None,
             Some(Value::Null) if nullable => None,
             Some(Value::Object(object)) => Some(object),
             other => {
-                self.expected(path, "record", other);
+                self.expected(path, kind, other);
                 None
             }
         }
@@ -356,6 +359,52 @@ impl Checker {
             return None;
         }
         Some(items)
+    }
+
+    /// A `user` object: `id`, `email` and `username` up to `field_max`, `ip_address` up to
+    /// `ip_max`. Its id, when valid.
+    pub(crate) fn user(
+        &mut self,
+        value: Option<&Value>,
+        field_max: usize,
+        ip_max: usize,
+    ) -> Option<String> {
+        let user = self.object("user", value, false)?;
+        let id = self.string("user.id", user.get("id"), Str::max(field_max));
+        self.string("user.email", user.get("email"), Str::max(field_max));
+        self.string("user.ip_address", user.get("ip_address"), Str::max(ip_max));
+        self.string("user.username", user.get("username"), Str::max(field_max));
+        id.map(str::to_owned)
+    }
+
+    /// A `request` object: `url`, `method` and `query_string` within their bounds, `headers`
+    /// strings. Its URL, when valid.
+    pub(crate) fn request(
+        &mut self,
+        value: Option<&Value>,
+        url_max: usize,
+        method_max: usize,
+        query_max: usize,
+    ) -> Option<String> {
+        let request = self.object("request", value, false)?;
+        let url = self.string("request.url", request.get("url"), Str::max(url_max));
+        self.string(
+            "request.method",
+            request.get("method"),
+            Str::max(method_max),
+        );
+        self.string_record(
+            "request.headers",
+            request.get("headers"),
+            usize::MAX,
+            Str::ANY,
+        );
+        self.string(
+            "request.query_string",
+            request.get("query_string"),
+            Str::max(query_max),
+        );
+        url.map(str::to_owned)
     }
 
     /// A value that must be one of several shapes: one detail at `path` when it is none.

@@ -364,47 +364,13 @@ fn v2(body: &Map<String, Value>, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         Str::max(limit::TAG_VALUE),
     );
     c.record("extra", body.get("extra"), false);
-    let user_id = c.object("user", body.get("user"), false).and_then(|user| {
-        let id = c.string("user.id", user.get("id"), Str::max(limit::USER_FIELD));
-        c.string("user.email", user.get("email"), Str::max(limit::USER_FIELD));
-        c.string(
-            "user.ip_address",
-            user.get("ip_address"),
-            Str::max(limit::USER_IP),
-        );
-        c.string(
-            "user.username",
-            user.get("username"),
-            Str::max(limit::USER_FIELD),
-        );
-        id.map(str::to_owned)
-    });
-    let request_url = c
-        .object("request", body.get("request"), false)
-        .and_then(|request| {
-            let url = c.string(
-                "request.url",
-                request.get("url"),
-                Str::max(limit::REQUEST_URL),
-            );
-            c.string(
-                "request.method",
-                request.get("method"),
-                Str::max(limit::REQUEST_METHOD),
-            );
-            c.string_record(
-                "request.headers",
-                request.get("headers"),
-                usize::MAX,
-                Str::ANY,
-            );
-            c.string(
-                "request.query_string",
-                request.get("query_string"),
-                Str::max(limit::QUERY_STRING),
-            );
-            url.map(str::to_owned)
-        });
+    let user_id = c.user(body.get("user"), limit::USER_FIELD, limit::USER_IP);
+    let request_url = c.request(
+        body.get("request"),
+        limit::REQUEST_URL,
+        limit::REQUEST_METHOD,
+        limit::QUERY_STRING,
+    );
     c.record("contexts", body.get("contexts"), false);
     if let Some(sdk) = c.object("sdk", body.get("sdk"), false) {
         c.required_string("sdk.name", sdk.get("name"), Str::max(limit::SDK_NAME));
