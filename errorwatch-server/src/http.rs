@@ -52,9 +52,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/event", ingest_route(Route::Event))
         .route("/api/v1/envelope", ingest_route(Route::Envelope))
-        .route("/api/v1/logs", ingest_route(Route::Log).get(list_logs))
+        .route(
+            "/api/v1/logs",
+            ingest_route(Route::Log).merge(recent_route(Recent::Logs)),
+        )
         .route("/api/v1/cron/checkin", ingest_route(Route::CheckIn))
-        .route("/api/v1/cron/checkins", get(list_checkins))
+        .route("/api/v1/cron/checkins", recent_route(Recent::CheckIns))
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{fingerprint}", get(show_group))
         .route("/api/v1/groups/{fingerprint}/events", get(group_events))
@@ -755,36 +758,38 @@ struct RecentParams {
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/logs`: the newest log lines.
-async fn list_logs(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(params): Query<RecentParams>,
-) -> Response {
-    if let Some(response) = admin_rejection(&state, &headers) {
-        return response;
-    }
-    let limit = params.limit.unwrap_or(100).clamp(1, 500);
-    match state.store.logs(params.project, limit).await {
-        Ok(logs) => Json(json!({ "logs": logs })).into_response(),
-        Err(e) => store_failed(e),
-    }
+/// What a listing route lists.
+#[derive(Clone, Copy)]
+enum Recent {
+    /// `GET /api/v1/logs`: the newest log lines.
+    Logs,
+    /// `GET /api/v1/cron/checkins`: the newest check-ins.
+    CheckIns,
 }
 
-/// `GET /api/v1/cron/checkins`: the newest check-ins.
-async fn list_checkins(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(params): Query<RecentParams>,
-) -> Response {
-    if let Some(response) = admin_rejection(&state, &headers) {
-        return response;
-    }
-    let limit = params.limit.unwrap_or(100).clamp(1, 500);
-    match state.store.checkins(params.project, limit).await {
-        Ok(checkins) => Json(json!({ "checkins": checkins })).into_response(),
-        Err(e) => store_failed(e),
-    }
+/// The handler of a listing route: the newest rows, `limit` (default 100) at most 500.
+fn recent_route(recent: Recent) -> MethodRouter<Arc<AppState>> {
+    get(
+        move |State(state): State<Arc<AppState>>,
+              headers: HeaderMap,
+              Query(params): Query<RecentParams>| async move {
+            if let Some(response) = admin_rejection(&state, &headers) {
+                return response;
+            }
+            let limit = params.limit.unwrap_or(100).clamp(1, 500);
+            let (key, listed) = match recent {
+                Recent::Logs => ("logs", state.store.logs(params.project, limit).await),
+                Recent::CheckIns => (
+                    "checkins",
+                    state.store.checkins(params.project, limit).await,
+                ),
+            };
+            match listed {
+                Ok(rows) => Json(json!({ key: rows })).into_response(),
+                Err(e) => store_failed(e),
+            }
+        },
+    )
 }
 
 async fn live() -> Response {

@@ -66,6 +66,23 @@ pub(crate) struct Int {
     pub(crate) nullable: bool,
 }
 
+/// How a route bounds a stack frame's fields.
+#[derive(Clone, Copy)]
+pub(crate) struct FrameRules {
+    /// Whether `filename` must be present.
+    pub(crate) filename_required: bool,
+    /// `filename`.
+    pub(crate) filename: Str,
+    /// The longest `function`.
+    pub(crate) function: usize,
+    /// `context_line`.
+    pub(crate) context_line: Str,
+    /// Each line of `pre_context`/`post_context`.
+    pub(crate) context_item: Str,
+    /// Lines of `pre_context`/`post_context`.
+    pub(crate) context_lines: usize,
+}
+
 pub(crate) struct Checker {
     details: Vec<Detail>,
     dropped: usize,
@@ -405,6 +422,57 @@ impl Checker {
             Str::max(query_max),
         );
         url.map(str::to_owned)
+    }
+
+    /// A stack frame's common fields (`filename`, `function`, `lineno`, `colno`, `in_app`,
+    /// `context_line`, `pre_context`, `post_context`) under the route's `rules`.
+    pub(crate) fn frame(
+        &mut self,
+        path: &str,
+        frame: &Map<String, Value>,
+        rules: FrameRules,
+    ) -> super::AcceptedFrame {
+        let filename_path = join(path, "filename");
+        let filename = if rules.filename_required {
+            self.required_string(&filename_path, frame.get("filename"), rules.filename)
+        } else {
+            self.string(&filename_path, frame.get("filename"), rules.filename)
+        };
+        let function = self.string(
+            &join(path, "function"),
+            frame.get("function"),
+            Str::max(rules.function).or_null(),
+        );
+        let int = Int {
+            nullable: true,
+            ..Int::default()
+        };
+        let lineno = self.int(&join(path, "lineno"), frame.get("lineno"), int);
+        let colno = self.int(&join(path, "colno"), frame.get("colno"), int);
+        let in_app = self.boolean(&join(path, "in_app"), frame.get("in_app"));
+        self.string(
+            &join(path, "context_line"),
+            frame.get("context_line"),
+            rules.context_line.or_null(),
+        );
+        for key in ["pre_context", "post_context"] {
+            self.array(
+                &join(path, key),
+                frame.get(key),
+                rules.context_lines,
+                true,
+                |c, at, line| {
+                    c.string(at, Some(line), rules.context_item);
+                },
+            );
+        }
+        super::AcceptedFrame {
+            filename: filename.map(str::to_owned),
+            function: function.map(str::to_owned),
+            lineno,
+            colno,
+            in_app,
+        }
     }
 
     /// A value that must be one of several shapes: one detail at `path` when it is none.

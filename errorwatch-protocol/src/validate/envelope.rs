@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::checker::{self, join, Checker, Int, Str, INVALID_DATE};
+use super::checker::{self, join, Checker, FrameRules, Int, Str, INVALID_DATE};
 use super::{Accepted, AcceptedFrame, Detail, Kind};
 use crate::limits::{envelope as limit, event as event_limit};
 use crate::Level;
@@ -265,35 +265,18 @@ fn frames_at(c: &mut Checker, path: &str, value: Option<&Value>) -> Vec<Envelope
 
 fn frame_at(c: &mut Checker, path: &str, frame: &Map<String, Value>) -> EnvelopeFrame {
     let text = Str::max(limit::FRAME_TEXT);
-    let filename = c.string(&join(path, "filename"), frame.get("filename"), text);
-    let function = c.string(
-        &join(path, "function"),
-        frame.get("function"),
-        Str::max(limit::FRAME_FUNCTION).or_null(),
+    let accepted = c.frame(
+        path,
+        frame,
+        FrameRules {
+            filename_required: false,
+            filename: text,
+            function: limit::FRAME_FUNCTION,
+            context_line: text,
+            context_item: text,
+            context_lines: limit::FRAME_CONTEXT_LINES,
+        },
     );
-    let int = Int {
-        nullable: true,
-        ..Int::default()
-    };
-    let lineno = c.int(&join(path, "lineno"), frame.get("lineno"), int);
-    let colno = c.int(&join(path, "colno"), frame.get("colno"), int);
-    let in_app = c.boolean(&join(path, "in_app"), frame.get("in_app"));
-    c.string(
-        &join(path, "context_line"),
-        frame.get("context_line"),
-        text.or_null(),
-    );
-    for key in ["pre_context", "post_context"] {
-        c.array(
-            &join(path, key),
-            frame.get(key),
-            limit::FRAME_CONTEXT_LINES,
-            true,
-            |c, at, line| {
-                c.string(at, Some(line), text);
-            },
-        );
-    }
     let abs_path = c.string(&join(path, "abs_path"), frame.get("abs_path"), text);
     c.string(
         &join(path, "module"),
@@ -301,13 +284,7 @@ fn frame_at(c: &mut Checker, path: &str, frame: &Map<String, Value>) -> Envelope
         Str::max(limit::FRAME_FUNCTION),
     );
     EnvelopeFrame {
-        frame: AcceptedFrame {
-            filename: filename.map(str::to_owned),
-            function: function.map(str::to_owned),
-            lineno,
-            colno,
-            in_app,
-        },
+        frame: accepted,
         abs_path: abs_path.map(str::to_owned),
     }
 }

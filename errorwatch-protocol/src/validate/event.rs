@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::checker::{self, join, Checker, Int, Str, INVALID_DATE};
+use super::checker::{self, join, Checker, FrameRules, Int, Str, INVALID_DATE};
 use super::{Accepted, AcceptedFrame, Detail, Kind};
 use crate::limits::event as limit;
 use crate::{stack, Level};
@@ -441,46 +441,18 @@ fn v2(body: &Map<String, Value>, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
 
 fn frame_v2(c: &mut Checker, path: &str, item: &Value) -> Option<AcceptedFrame> {
     let frame = c.object(path, Some(item), false)?;
-    let filename = c.required_string(
-        &join(path, "filename"),
-        frame.get("filename"),
-        Str::max(limit::FRAME_FILENAME),
-    );
-    let function = c.string(
-        &join(path, "function"),
-        frame.get("function"),
-        Str::max(limit::FRAME_FUNCTION).or_null(),
-    );
-    let int = Int {
-        nullable: true,
-        ..Int::default()
-    };
-    let lineno = c.int(&join(path, "lineno"), frame.get("lineno"), int);
-    let colno = c.int(&join(path, "colno"), frame.get("colno"), int);
-    let in_app = c.boolean(&join(path, "in_app"), frame.get("in_app"));
-    c.string(
-        &join(path, "context_line"),
-        frame.get("context_line"),
-        Str::max(limit::FRAME_CONTEXT_LINE).or_null(),
-    );
-    for key in ["pre_context", "post_context"] {
-        c.array(
-            &join(path, key),
-            frame.get(key),
-            usize::MAX,
-            true,
-            |c, at, line| {
-                c.string(at, Some(line), Str::ANY);
-            },
-        );
-    }
-    Some(AcceptedFrame {
-        filename: filename.map(str::to_owned),
-        function: function.map(str::to_owned),
-        lineno,
-        colno,
-        in_app,
-    })
+    Some(c.frame(
+        path,
+        frame,
+        FrameRules {
+            filename_required: true,
+            filename: Str::max(limit::FRAME_FILENAME),
+            function: limit::FRAME_FUNCTION,
+            context_line: Str::max(limit::FRAME_CONTEXT_LINE),
+            context_item: Str::ANY,
+            context_lines: usize::MAX,
+        },
+    ))
 }
 
 /// A string, or (v2) an array of at most 10 strings joined with `|`; an empty array is none.
