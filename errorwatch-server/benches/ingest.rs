@@ -82,6 +82,8 @@ async fn run() -> Run {
             .env("RUST_LOG", "warn");
         command
     };
+    let migrated = command(&["migrate"]).output().expect("migrate");
+    assert!(migrated.status.success(), "migrate failed");
     let created = command(&["project", "create", "bench", "--json"])
         .output()
         .expect("create");

@@ -1,6 +1,7 @@
 //! Server settings, from the environment; a bad one stops startup with one clear line.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A setting the server cannot start with.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,9 +41,25 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Requests handled at once (`MAX_CONCURRENT_REQUESTS`, default 1 024); beyond, 503.
     pub max_concurrent_requests: usize,
-    /// Connections open at once (`MAX_CONNECTIONS`, default 1 024); beyond, new ones wait in
-    /// the kernel's backlog.
+    /// Connections open at once (`MAX_CONNECTIONS`, default 10 000, and never more than the
+    /// process may open files); beyond, new ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Time a client has to send a request's head (`HEADER_READ_TIMEOUT_SECS`, default 10).
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a whole body (`BODY_READ_TIMEOUT_SECS`, default 30).
+    pub body_read_timeout: Duration,
+    /// Time a connection may stay without a byte moving either way (`IDLE_TIMEOUT_SECS`,
+    /// default 60).
+    pub idle_timeout: Duration,
+    /// Bytes of request bodies held at once, in all (`BODY_BUDGET_MB`, default 256 MiB):
+    /// beyond, requests are answered 503 with `Retry-After` instead of read.
+    pub body_budget_bytes: usize,
+    /// Create the database file when it does not exist (`serve --create-database`, or
+    /// `--dev`); otherwise a missing file stops startup, naming it.
+    pub create_database: bool,
+    /// The most the database file may grow to (`DATABASE_MAX_MB`, default unlimited): beyond,
+    /// events are answered 503 until retention or an operator frees space.
+    pub max_database_bytes: Option<u64>,
     /// Most events per store transaction.
     pub max_batch: usize,
     /// Days events are kept.
@@ -70,7 +87,8 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Defaults for a test or dev server: in-memory store, ephemeral port on loopback.
+    /// Defaults for a test or dev server: in-memory store, ephemeral port on loopback, a
+    /// database file created when missing.
     pub fn for_tests(secret: &str) -> Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -82,7 +100,13 @@ impl Config {
             max_body_bytes: errorwatch_protocol::limits::BODY_BYTES,
             queue_capacity: 8_192,
             max_concurrent_requests: 1_024,
-            max_connections: 1_024,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            body_budget_bytes: 256 << 20,
+            create_database: true,
+            max_database_bytes: None,
             max_batch: 512,
             retention_days: 30,
             clock: crate::Clock::system(),
@@ -142,7 +166,33 @@ impl Config {
             number("RATE_LIMIT_PER_MINUTE", 60_000)?.min(u32::MAX as u64) as u32;
         config.queue_capacity = number("INGEST_QUEUE", 8_192)?.max(1) as usize;
         config.max_concurrent_requests = number("MAX_CONCURRENT_REQUESTS", 1_024)?.max(1) as usize;
-        config.max_connections = number("MAX_CONNECTIONS", 1_024)?.max(1) as usize;
+        config.max_connections = number("MAX_CONNECTIONS", 10_000)?.max(1) as usize;
+        let seconds = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match number(name, default)? {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    reason: "0 is not a usable timeout".into(),
+                }),
+                secs => Ok(Duration::from_secs(secs)),
+            }
+        };
+        config.header_read_timeout = seconds("HEADER_READ_TIMEOUT_SECS", 10)?;
+        config.body_read_timeout = seconds("BODY_READ_TIMEOUT_SECS", 30)?;
+        config.idle_timeout = seconds("IDLE_TIMEOUT_SECS", 60)?;
+        let mebibytes = number("BODY_BUDGET_MB", 256)?;
+        if mebibytes < 8 {
+            return Err(ConfigError::Invalid {
+                name: "BODY_BUDGET_MB",
+                reason: "it must be at least 8 (one 5 MiB body must fit)".into(),
+            });
+        }
+        config.body_budget_bytes = (mebibytes.min(1 << 20) << 20) as usize;
+        config.max_database_bytes = match get("DATABASE_MAX_MB") {
+            None => None,
+            Some(_) => Some(number("DATABASE_MAX_MB", 0)?.max(1).saturating_mul(1 << 20)),
+        };
+        // Only `migrate`, `--create-database` and `--dev` create a database.
+        config.create_database = dev;
         Ok(config)
     }
 }

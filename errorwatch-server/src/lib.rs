@@ -18,16 +18,20 @@
 
 #![warn(missing_docs)]
 
+mod api;
+mod app;
 pub mod clock;
 pub mod config;
 mod dedupe;
 pub mod grouping;
-mod http;
+mod ingest;
 pub mod keys;
-mod listener;
 mod metrics;
+mod ops;
 mod pii;
 mod rate_limit;
+mod rejection;
+mod serve;
 pub mod store;
 mod writer;
 
@@ -41,7 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
-pub use store::{Group, Store, StoreError, StoredEvent};
+pub use store::{Group, OpenOptions, Store, StoreError, StoredEvent};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +69,7 @@ pub enum StartError {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
-    state: Arc<http::AppState>,
+    state: Arc<app::AppState>,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
     writing: JoinHandle<()>,
@@ -74,8 +78,20 @@ pub struct Server {
 
 impl Server {
     /// Opens the store, binds the address and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be opened or written ([`StartError::Store`], naming the file and
+    /// the cause), or the address cannot be bound ([`StartError::Bind`]).
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        let store = Store::open(&config.database_url).await?;
+        let store = Store::open(
+            &config.database_url,
+            &OpenOptions {
+                create_if_missing: config.create_database,
+                max_bytes: config.max_database_bytes,
+            },
+        )
+        .await?;
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -95,32 +111,36 @@ impl Server {
         );
         let keys = keys::KeyCache::new(config.api_key_hash_secret.as_bytes());
         keys.refresh(&store).await?;
-        let state = Arc::new(http::AppState {
+        let limits = serve::ConnectionLimits {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let state = Arc::new(app::AppState {
             limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute),
             dedupe: dedupe::Dedupe::default(),
-            quota_used: Default::default(),
-            in_flight: Default::default(),
+            quotas: Default::default(),
+            budget: ingest::body::BodyBudget::new(config.body_budget_bytes),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_requests.max(1),
+            )),
             config,
             store: store.clone(),
             keys,
             writer,
             metrics,
         });
-        let app = http::router(state.clone())
-            .into_make_service_with_connect_info::<listener::ClientAddr>();
-        let listener = listener::LimitedListener::new(listener, state.config.max_connections);
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "the server stopped");
-            }
-        });
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let serving = tokio::spawn(serve::serve(
+            listener,
+            app::router(state.clone()),
+            limits,
+            shutdown,
+            DRAIN,
+        ));
         let retention = tokio::spawn(retention(store, state.config.retention_days));
         tracing::info!(%addr, "errorwatch-server listening");
         Ok(Server {
@@ -175,8 +195,8 @@ impl Server {
             let _ = stop.send(());
         }
         // In-flight requests wait for their events to be stored, so the writer keeps running
-        // until the listener has drained; a stuck client cannot hold shutdown for long.
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.serving).await;
+        // until the connections have drained; a stuck client cannot hold shutdown past DRAIN.
+        let _ = (&mut self.serving).await;
         self.state.writer.close();
         let _ = (&mut self.writing).await;
         self.retention.abort();
@@ -184,7 +204,14 @@ impl Server {
     }
 }
 
+/// How long shutdown waits for the requests in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// Creates a project and its first key in `store`.
+///
+/// # Errors
+///
+/// When the store cannot write it, or there is no random source for the key.
 pub async fn create_project(
     store: &Store,
     secret: &[u8],

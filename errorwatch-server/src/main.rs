@@ -1,15 +1,15 @@
 //! `errorwatch-server`: serve, create projects, run migrations.
 //!
 //! ```text
-//! API_KEY_HASH_SECRET=... errorwatch-server serve
+//! errorwatch-server migrate                     # creates the database, or brings it up to date
 //! API_KEY_HASH_SECRET=... errorwatch-server project create checkout [--json]
-//! errorwatch-server migrate
+//! API_KEY_HASH_SECRET=... errorwatch-server serve
 //! ```
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use errorwatch_server::{Config, Server, Store};
+use errorwatch_server::{Config, OpenOptions, Server, Store};
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +18,8 @@ use errorwatch_server::{Config, Server, Store};
     about = "An ErrorWatch-compatible ingestion server"
 )]
 struct Cli {
-    /// Without API_KEY_HASH_SECRET, use a throwaway secret (keys stop working on restart).
+    /// Without API_KEY_HASH_SECRET, use a throwaway secret (keys stop working on restart);
+    /// create the database if missing.
     #[arg(long, global = true)]
     dev: bool,
     #[command(subcommand)]
@@ -28,8 +29,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the ingestion, query, health and metrics routes.
-    Serve,
-    /// Apply the store's migrations.
+    Serve {
+        /// Create the database file if it does not exist (by default a missing file stops
+        /// startup: a deployment's database is never silently replaced by an empty one).
+        #[arg(long)]
+        create_database: bool,
+    },
+    /// Create the database, or apply the migrations it lacks.
     Migrate,
     /// Manage projects.
     Project {
@@ -75,16 +81,27 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Migrate => {
             let url = env("DATABASE_URL").unwrap_or_else(|| "sqlite://errorwatch.db".into());
+            let options = OpenOptions {
+                create_if_missing: true,
+                ..OpenOptions::default()
+            };
             // Opening the store applies the migrations.
-            Store::open(&url).await.map_err(|e| e.to_string())?;
+            let store = Store::open(&url, &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.close().await;
             println!("migrations applied to {url}");
             Ok(())
         }
         Command::Project {
             action: ProjectAction::Create { name, json },
         } => {
-            let config = Config::from_lookup(env, false).map_err(|e| e.to_string())?;
-            let store = Store::open(&config.database_url)
+            let config = Config::from_lookup(env, cli.dev).map_err(|e| e.to_string())?;
+            let options = OpenOptions {
+                create_if_missing: config.create_database,
+                max_bytes: config.max_database_bytes,
+            };
+            let store = Store::open(&config.database_url, &options)
                 .await
                 .map_err(|e| e.to_string())?;
             let (id, key) = errorwatch_server::create_project(
@@ -106,18 +123,54 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Serve => {
+        Command::Serve { create_database } => {
             let dev = cli.dev && env("API_KEY_HASH_SECRET").is_none();
-            let config = Config::from_lookup(env, cli.dev).map_err(|e| e.to_string())?;
+            let mut config = Config::from_lookup(env, cli.dev).map_err(|e| e.to_string())?;
+            config.create_database |= create_database;
+            config.max_connections = within_open_files(config.max_connections);
             if dev {
                 eprintln!("errorwatch-server: --dev: using a throwaway API_KEY_HASH_SECRET; keys will not survive a restart");
             }
+            ignore_file_size_signal();
             let server = Server::start(config).await.map_err(|e| e.to_string())?;
             eprintln!("errorwatch-server: listening on {}", server.url());
             shutdown_signal().await;
             eprintln!("errorwatch-server: shutting down; storing what was accepted");
             server.shutdown().await;
             Ok(())
+        }
+    }
+}
+
+/// Raises the open-files limit as far as the system allows, and keeps `max_connections`
+/// below it (with room for the store's files), so a crowd of connections meets the limit the
+/// server chose, not `accept` failing for want of descriptors.
+fn within_open_files(max_connections: usize) -> usize {
+    const RESERVED: u64 = 64;
+    let allowed = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(_) => return max_connections,
+    };
+    let fit = allowed.saturating_sub(RESERVED).max(1);
+    if (max_connections as u64) > fit {
+        eprintln!(
+            "errorwatch-server: MAX_CONNECTIONS lowered from {max_connections} to {fit}: the process may open {allowed} files"
+        );
+        return fit as usize;
+    }
+    max_connections
+}
+
+/// Past a file-size limit (`ulimit -f`), a write raises SIGXFSZ, which kills the process by
+/// default, losing what was acknowledged and queued alike. Handled, the write fails with
+/// EFBIG instead, like a full disk, and the server answers 503 until it can write again.
+fn ignore_file_size_signal() {
+    #[cfg(target_os = "linux")]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        const SIGXFSZ: i32 = 25;
+        if let Ok(mut signals) = signal(SignalKind::from_raw(SIGXFSZ)) {
+            tokio::spawn(async move { while signals.recv().await.is_some() {} });
         }
     }
 }

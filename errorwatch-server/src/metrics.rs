@@ -57,6 +57,7 @@ impl Histogram {
 pub struct Metrics {
     accepted: AtomicU64,
     stored: AtomicU64,
+    store_failed: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     request_latency: Histogram,
     store_latency: Histogram,
@@ -72,6 +73,10 @@ impl Metrics {
     pub fn stored(&self, events: usize, took: Duration) {
         self.stored.fetch_add(events as u64, Relaxed);
         self.store_latency.observe(took);
+    }
+    /// A batch of `events` could not be stored (each was answered 503).
+    pub fn store_failed(&self, events: usize) {
+        self.store_failed.fetch_add(events as u64, Relaxed);
     }
     /// A request was turned away, for `reason` (an error code in lower case).
     pub fn rejected(&self, reason: &'static str) {
@@ -91,9 +96,15 @@ impl Metrics {
         self.queue_depth.store(depth as u64, Relaxed);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with the API requests running now.
+    pub fn render(&self, requests_in_flight: usize) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP errorwatch_http_requests_in_flight API requests being handled now.\n\
+             # TYPE errorwatch_http_requests_in_flight gauge\n\
+             errorwatch_http_requests_in_flight {requests_in_flight}"
+        );
         let _ = writeln!(
             out,
             "# HELP errorwatch_events_accepted_total Events accepted for storage.\n\
@@ -107,6 +118,13 @@ impl Metrics {
              # TYPE errorwatch_events_stored_total counter\n\
              errorwatch_events_stored_total {}",
             self.stored.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP errorwatch_events_store_failed_total Events the store failed to commit (answered 503).\n\
+             # TYPE errorwatch_events_store_failed_total counter\n\
+             errorwatch_events_store_failed_total {}",
+            self.store_failed.load(Relaxed)
         );
         let _ = writeln!(
             out,

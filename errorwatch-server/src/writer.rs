@@ -1,14 +1,25 @@
 //! The writer: one task that stores accepted events in batches, one transaction per batch,
 //! and acknowledges each event only once its batch is committed ("202 means stored").
+//!
+//! It also keeps the store's health. A batch that fails (a full disk, a read-only or deleted
+//! file) turns it unhealthy: `/health/ready` says so and ingestion answers 503 with
+//! `Retry-After`. While idle, it checks every second that the database file is still the one
+//! it opened and, when unhealthy, tries a small write: it recovers by itself once writes
+//! succeed again, even when a load balancer, trusting `/health/ready`, sends it nothing.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::ingest::body::BudgetShare;
+use crate::ingest::quota::Reservation;
 use crate::metrics::Metrics;
-use crate::store::{NewEvent, Store};
+use crate::store::{NewEvent, Store, StoreError};
+
+/// How often an idle writer checks the file (and, when unhealthy, tries a write).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why an event could not be queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,13 +32,52 @@ pub enum SubmitError {
 
 struct Pending {
     event: NewEvent,
+    /// The event's unit of its project's daily quota, confirmed once it is committed.
+    quota: Reservation,
+    /// The bytes it holds, counted in the body budget until it is stored.
+    budget: BudgetShare,
     stored: oneshot::Sender<bool>,
+}
+
+/// Whether the store takes writes, as the last write found.
+#[derive(Default)]
+pub struct Health {
+    /// Why the last write failed; `None` while writes succeed.
+    failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// `Err(why)` while writes fail.
+    pub fn check(&self) -> Result<(), String> {
+        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn failed(&self, error: &StoreError) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let why = error.to_string();
+        if failure.as_deref() != Some(why.as_str()) {
+            // Loud once per cause, not once per batch.
+            tracing::error!(error = %why, "the store cannot write; answering 503 until it can");
+        }
+        *failure = Some(why);
+    }
+
+    fn succeeded(&self) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.take().is_some() {
+            tracing::warn!("the store writes again; taking events");
+        }
+    }
 }
 
 /// The handlers' side of the writer.
 pub struct Writer {
     tx: mpsc::Sender<Pending>,
     stop: watch::Sender<bool>,
+    health: Arc<Health>,
 }
 
 impl Writer {
@@ -40,8 +90,16 @@ impl Writer {
     ) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(rx, stopped, store, metrics, max_batch.max(1)));
-        (Writer { tx, stop }, task)
+        let health = Arc::new(Health::default());
+        let task = tokio::spawn(run(
+            rx,
+            stopped,
+            store,
+            metrics,
+            health.clone(),
+            max_batch.max(1),
+        ));
+        (Writer { tx, stop, health }, task)
     }
 
     /// Whether the writer still takes events.
@@ -49,10 +107,25 @@ impl Writer {
         !*self.stop.borrow() && !self.tx.is_closed()
     }
 
+    /// Whether the store takes writes.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Queues an event; the receiver says whether it was stored.
-    pub fn submit(&self, event: NewEvent) -> Result<oneshot::Receiver<bool>, SubmitError> {
+    pub fn submit(
+        &self,
+        event: NewEvent,
+        quota: Reservation,
+        budget: BudgetShare,
+    ) -> Result<oneshot::Receiver<bool>, SubmitError> {
         let (stored, receiver) = oneshot::channel();
-        match self.tx.try_send(Pending { event, stored }) {
+        match self.tx.try_send(Pending {
+            event,
+            quota,
+            budget,
+            stored,
+        }) {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
@@ -70,8 +143,11 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
     store: Store,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     max_batch: usize,
 ) {
+    // The store may have opened full: find out before the first event, for `/health/ready`.
+    probe(&store, &health, true).await;
     loop {
         let first = tokio::select! {
             biased;
@@ -81,6 +157,10 @@ async fn run(
                 // Refuse new events, then store what was already accepted.
                 rx.close();
                 rx.recv().await
+            }
+            () = tokio::time::sleep(PROBE_EVERY) => {
+                probe(&store, &health, false).await;
+                continue;
             }
         };
         let Some(first) = first else { break };
@@ -92,22 +172,57 @@ async fn run(
             }
         }
         metrics.set_queue_depth(rx.len());
-        let (events, acks): (Vec<NewEvent>, Vec<oneshot::Sender<bool>>) =
-            batch.into_iter().map(|p| (p.event, p.stored)).unzip();
+        let mut events = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for pending in batch {
+            events.push(pending.event);
+            acks.push((pending.quota, pending.budget, pending.stored));
+        }
         let started = Instant::now();
-        let stored = match store.write_batch(&events).await {
+        // Committed into a file that is no longer the database is not stored: check the file
+        // after the commit, before anyone is told.
+        let written = store
+            .write_batch(&events)
+            .await
+            .and_then(|()| store.check_file());
+        let stored = match written {
             Ok(()) => {
                 metrics.stored(events.len(), started.elapsed());
+                health.succeeded();
                 true
             }
             Err(error) => {
-                tracing::error!(%error, events = events.len(), "a batch could not be stored");
+                metrics.store_failed(events.len());
+                health.failed(&error);
                 false
             }
         };
-        for ack in acks {
+        // The quota unit stays used only for a stored event, whether or not its client
+        // is still there to hear about it.
+        for (quota, _budget, ack) in acks {
+            if stored {
+                quota.confirm();
+            }
             let _ = ack.send(stored);
         }
     }
     metrics.set_queue_depth(0);
+}
+
+/// While idle: is the database file still there, and, if writes were failing (or `write`),
+/// do they succeed?
+async fn probe(store: &Store, health: &Health, write: bool) {
+    if let Err(error) = store.check_file() {
+        return health.failed(&error);
+    }
+    if !write && health.check().is_ok() {
+        return;
+    }
+    match store
+        .probe_write(chrono::Utc::now().timestamp_millis())
+        .await
+    {
+        Ok(()) => health.succeeded(),
+        Err(error) => health.failed(&error),
+    }
 }

@@ -154,3 +154,97 @@ async fn connections_beyond_the_limit_wait_for_a_free_one() {
     assert_eq!(status, 200);
     drop(held_b);
 }
+
+#[tokio::test]
+async fn every_rejection_from_the_http_layer_is_json_with_a_reason() {
+    let s = TestServer::start().await;
+    let cases = [
+        (s.http.get(s.url("/api/v1/event")), 405),
+        (s.http.put(s.url("/api/v1/groups")).bearer_auth(ADMIN), 405),
+        (s.http.get(s.url("/no/such/route")), 404),
+        (
+            s.http
+                .patch(s.url("/api/v1/projects/abc"))
+                .bearer_auth(ADMIN)
+                .body("{}"),
+            400,
+        ),
+        (
+            s.http
+                .get(s.url("/api/v1/groups?limit=many"))
+                .bearer_auth(ADMIN),
+            400,
+        ),
+        (
+            s.http
+                .get(s.url("/api/v1/groups?sort=sideways"))
+                .bearer_auth(ADMIN),
+            400,
+        ),
+        (
+            s.http
+                .get(s.url("/api/v1/groups?limit=1000"))
+                .bearer_auth(ADMIN),
+            400,
+        ),
+        (
+            s.http
+                .get(s.url("/api/v1/cron/checkins?project=x"))
+                .bearer_auth(ADMIN),
+            400,
+        ),
+        (s.http.get(s.url("/api/v1/groups")), 401),
+        (
+            s.http
+                .patch(s.url("/api/v1/projects/1"))
+                .bearer_auth(ADMIN)
+                .body(r#"{"dailyQuota": -1}"#),
+            400,
+        ),
+    ];
+    for (request, status) in cases {
+        let response = request.send().await.expect("an answer");
+        let url = response.url().to_string();
+        assert_eq!(response.status().as_u16(), status, "{url}");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{url}: {content_type}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty())
+                && body["code"].as_str().is_some_and(|c| !c.is_empty()),
+            "{url}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_http2_client_with_prior_knowledge_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let mut stream = tokio::net::TcpStream::connect(s.server.addr())
+        .await
+        .expect("connect");
+    // The client preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write");
+    let mut header = [0u8; 9];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_exact(&mut header),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("a frame");
+    assert_eq!(header[3], 0x04, "the server's first frame is SETTINGS");
+}

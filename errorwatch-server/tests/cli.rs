@@ -71,7 +71,7 @@ fn bad_settings_stop_startup_with_one_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("addr").to_string();
     let (ok, _, stderr) = run(
-        &["serve"],
+        &["serve", "--create-database"],
         &[secret, ("DATABASE_URL", &db), ("ERRORWATCH_BIND", &address)],
     );
     assert!(!ok);
@@ -117,4 +117,81 @@ fn project_create_prints_the_key_last_and_migrate_runs() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{path}{suffix}"));
     }
+}
+
+#[test]
+fn startup_never_creates_a_database_silently_and_names_the_cause() {
+    let dir = std::env::temp_dir().join(format!("ew-cli-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("errorwatch.db");
+    let db = format!("sqlite://{}", path.display());
+    let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").to_string();
+    let bind = ("ERRORWATCH_BIND", busy.as_str());
+
+    // A missing file: named, with the way to create it, and nothing created.
+    for args in [&["serve"][..], &["project", "create", "x"][..]] {
+        let (ok, _, stderr) = run(args, &[secret, bind, ("DATABASE_URL", &db)]);
+        assert!(!ok);
+        let line = one_line(&stderr);
+        assert!(
+            line.contains(&path.display().to_string())
+                && line.contains("does not exist")
+                && line.contains("migrate"),
+            "{line}"
+        );
+        assert!(!path.exists(), "{args:?} created the database");
+    }
+
+    // A missing directory is named as such.
+    let nowhere = format!("sqlite://{}/no-such-dir/errorwatch.db", dir.display());
+    let (ok, _, stderr) = run(&["migrate"], &[("DATABASE_URL", &nowhere)]);
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains("no-such-dir") && line.contains("directory"),
+        "{line}"
+    );
+
+    // A directory where the file should be.
+    let (ok, _, stderr) = run(
+        &["serve"],
+        &[
+            secret,
+            bind,
+            ("DATABASE_URL", &format!("sqlite://{}", dir.display())),
+        ],
+    );
+    assert!(!ok);
+    assert!(one_line(&stderr).contains("directory"), "{stderr}");
+
+    // A read-only database: refused at startup, with the cause, rather than serving 503s.
+    let (ok, _, _) = run(&["migrate"], &[("DATABASE_URL", &db)]);
+    assert!(ok);
+    let read_only = format!("{db}?mode=ro");
+    let (ok, _, stderr) = run(&["serve"], &[secret, bind, ("DATABASE_URL", &read_only)]);
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains(&path.display().to_string()) && line.contains("read-only"),
+        "{line}"
+    );
+
+    // Explicit creation works.
+    let fresh = dir.join("fresh.db");
+    let (ok, _, stderr) = run(
+        &["serve", "--create-database"],
+        &[
+            secret,
+            bind,
+            ("DATABASE_URL", &format!("sqlite://{}", fresh.display())),
+        ],
+    );
+    assert!(
+        !ok && one_line(&stderr).contains("cannot listen on"),
+        "{stderr}"
+    );
+    assert!(fresh.exists(), "--create-database creates the file");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,6 +83,11 @@ async fn serve(database_url: &str, port: u16, http: &reqwest::Client) -> Served 
 async fn every_acknowledged_event_survives_sigkill() {
     let dir = temp_dir();
     let database_url = format!("sqlite://{}", dir.0.join("errorwatch.db").display());
+    let migrated = command(&database_url)
+        .arg("migrate")
+        .output()
+        .expect("migrate");
+    assert!(migrated.status.success());
     let created = command(&database_url)
         .args(["project", "create", "durable", "--json"])
         .output()

@@ -1,5 +1,8 @@
-//! A server started in-process on an ephemeral port, and a small HTTP client for it.
+//! A server started in-process on an ephemeral port, and a small HTTP client for it; the
+//! real binary as a child process in `process`.
 #![allow(dead_code)]
+
+pub mod process;
 
 use errorwatch_server::{Config, Server};
 use serde_json::{json, Value};

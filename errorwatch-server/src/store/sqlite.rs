@@ -1,219 +1,45 @@
-//! The embedded store: SQLite through sqlx, in a WAL-mode file or in memory.
+//! The SQLite backend: a WAL-mode file (or a private in-memory database) through sqlx.
 //!
-//! Writes happen in batches, one transaction each, from the writer task only; each batch is
-//! committed (with `synchronous=FULL`) before any of its events is acknowledged.
+//! Write transactions are begun and committed by hand (`BEGIN IMMEDIATE`/`COMMIT`), never
+//! through sqlx's transaction bookkeeping: after SQLite rolls a transaction back by itself (a
+//! full disk, an I/O error), that bookkeeping can drift, and a later `commit()` then returns
+//! `Ok` while SQLite is still inside a transaction that never reaches the disk. A connection
+//! whose transaction did not commit is closed rather than reused, so no half-finished
+//! transaction or write lock outlives the error that caused it.
 
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
-/// A store failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// `DATABASE_URL` is not a SQLite URL this server can open.
-    #[error("DATABASE_URL is not a usable SQLite URL ({url}): {reason}")]
-    BadUrl {
-        /// The URL (it holds no secret for SQLite).
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A query failed.
-    #[error("store error: {0}")]
-    Sqlx(#[from] sqlx::Error),
-    /// A migration failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
+use super::{
+    rfc3339, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, ProjectAuth, StoreError,
+    StoredEvent,
+};
 
-/// The project settings an API key opens.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProjectAuth {
-    /// The project.
-    pub project_id: i64,
-    /// The key's HMAC.
-    pub key_hash: String,
-    /// Whether the project accepts events.
-    pub ingestion_enabled: bool,
-    /// Server-side sample rate, 0.0 to 1.0.
-    pub sample_rate: f64,
-    /// Events per UTC day, if limited.
-    pub daily_quota: Option<i64>,
-}
+/// SQLite's page size, which `max_bytes` is counted in.
+const PAGE_BYTES: u64 = 4096;
 
-/// An event ready to be written.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// Its project.
-    pub project_id: i64,
-    /// Its group key.
-    pub fingerprint: String,
-    /// Its group's title.
-    pub title: String,
-    /// The SDK's event id.
-    pub event_id: Option<String>,
-    /// When the server received it (ms).
-    pub received_at: i64,
-    /// When it happened (ms).
-    pub created_at: i64,
-    /// Level.
-    pub level: String,
-    /// Environment.
-    pub env: String,
-    /// Release.
-    pub release: Option<String>,
-    /// Message.
-    pub message: Option<String>,
-    /// Exception type (absent or empty: none).
-    pub error_type: Option<String>,
-    /// Exception value (absent or empty: none).
-    pub error_value: Option<String>,
-    /// Which grouping rule made the fingerprint (`sdk`, `exception`, `location`).
-    pub grouping_rule: &'static str,
-    /// The stack text, personal data removed.
-    pub stack: String,
-    /// Culprit file.
-    pub file: String,
-    /// Culprit line.
-    pub line: i64,
-    /// User id.
-    pub user_id: Option<String>,
-    /// Request URL.
-    pub url: Option<String>,
-    /// Response status.
-    pub status_code: Option<i64>,
-    /// The body as received.
-    pub payload: String,
-}
-
-/// An issue, as the query API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Group {
-    /// The group key.
-    pub fingerprint: String,
-    /// Its project.
-    pub project_id: i64,
-    /// `"{Type}: {value}"`.
-    pub title: String,
-    /// The exception type (the first event's that had one).
-    #[serde(rename = "type")]
-    pub error_type: Option<String>,
-    /// The exception value (the first event's that had one).
-    #[serde(rename = "value")]
-    pub error_value: Option<String>,
-    /// Which rule grouped its events: `sdk` (the SDK's fingerprint), `exception` (type, value
-    /// and culprit frame) or `location` (file, line and stack shape).
-    pub grouping_rule: String,
-    /// The first event's level.
-    pub level: String,
-    /// `unresolved` or `resolved`.
-    pub status: String,
-    /// How many events.
-    pub count: i64,
-    /// Distinct user ids.
-    pub users_affected: i64,
-    /// Earliest event (RFC 3339).
-    pub first_seen: String,
-    /// Latest event (RFC 3339).
-    pub last_seen: String,
-    /// Culprit file (the first event's).
-    pub file: Option<String>,
-    /// Culprit line (the first event's).
-    pub line: Option<i64>,
-    /// Environment of the latest event.
-    pub env: String,
-    /// When it was last reopened by a new event after being resolved.
-    pub regressed_at: Option<String>,
-}
-
-/// One stored event, as the query API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredEvent {
-    /// Row id.
-    pub id: i64,
-    /// The SDK's event id.
-    pub event_id: Option<String>,
-    /// Group key.
-    pub fingerprint: String,
-    /// When it happened.
-    pub created_at: String,
-    /// When it arrived.
-    pub received_at: String,
-    /// Level.
-    pub level: String,
-    /// Environment.
-    pub env: String,
-    /// Release.
-    pub release: Option<String>,
-    /// Message.
-    pub message: Option<String>,
-    /// Exception type.
-    #[serde(rename = "type")]
-    pub error_type: Option<String>,
-    /// Exception value.
-    pub value: Option<String>,
-    /// The stack text.
-    pub stack: String,
-    /// Culprit file.
-    pub file: Option<String>,
-    /// Culprit line.
-    pub line: Option<i64>,
-    /// User id.
-    pub user_id: Option<String>,
-    /// The body as received.
-    pub payload: serde_json::Value,
-}
-
-/// Filters and order of `GET /api/v1/groups`.
-#[derive(Debug, Clone, Default)]
-pub struct GroupQuery {
-    /// Only this project.
-    pub project: Option<i64>,
-    /// Only this environment.
-    pub env: Option<String>,
-    /// Only this level.
-    pub level: Option<String>,
-    /// Only this status.
-    pub status: Option<String>,
-    /// Title contains this.
-    pub search: Option<String>,
-    /// `lastSeen` (default), `firstSeen` or `count`, newest or largest first.
-    pub sort: GroupSort,
-    /// From 1.
-    pub page: i64,
-    /// 1..=100.
-    pub limit: i64,
-}
-
-/// The order of a group listing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum GroupSort {
-    /// Most recently seen first.
-    #[default]
-    LastSeen,
-    /// Most recently created first.
-    FirstSeen,
-    /// Most events first.
-    Count,
-}
-
-/// The store.
-#[derive(Clone)]
-pub struct Store {
+/// The SQLite store.
+#[derive(Clone, Debug)]
+pub(super) struct SqliteStore {
     pool: SqlitePool,
+    /// The file and its identity when opened; `None` in memory.
+    file: Option<FileIdentity>,
+    memory: bool,
 }
 
-impl Store {
-    /// Opens (creating if needed) the database at `url` and applies the migrations.
-    /// `sqlite::memory:` gives a private in-memory database.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+impl SqliteStore {
+    pub(super) async fn open(url: &str, options: &OpenOptions) -> Result<Self, StoreError> {
         let bad = |reason: String| StoreError::BadUrl {
             url: url.to_owned(),
             reason,
@@ -222,18 +48,23 @@ impl Store {
             return Err(bad("only sqlite: URLs are supported".into()));
         }
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| bad(e.to_string()))?
-            .create_if_missing(true)
+        let connect = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+        let path = (!memory).then(|| connect.get_filename().to_path_buf());
+        if let Some(path) = &path {
+            preflight(path, options.create_if_missing)?;
+        }
+        let mut connect = connect
+            .create_if_missing(options.create_if_missing)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let options = if memory {
-            options
-        } else {
-            options
+        if let Some(bytes) = options.max_bytes {
+            connect = connect.pragma("max_page_count", (bytes / PAGE_BYTES).max(1).to_string());
+        }
+        if !memory {
+            connect = connect
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-        };
+                .synchronous(SqliteSynchronous::Full);
+        }
         // An in-memory database lives in its one connection: keep exactly one, forever.
         let pool = if memory {
             SqlitePoolOptions::new()
@@ -244,36 +75,103 @@ impl Store {
         } else {
             SqlitePoolOptions::new().max_connections(4)
         };
+        let unusable = |error: &dyn std::fmt::Display| match &path {
+            Some(path) => StoreError::Unusable {
+                path: path.clone(),
+                cause: diagnose(path, error),
+            },
+            None => bad(error.to_string()),
+        };
         let pool = pool
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(connect)
             .await
-            .map_err(|e| bad(e.to_string()))?;
-        let store = Store { pool };
-        store.migrate().await?;
+            .map_err(|e| unusable(&e))?;
+        let file = match &path {
+            Some(path) => Some(FileIdentity::of(path).map_err(|e| unusable(&e))?),
+            None => None,
+        };
+        let store = SqliteStore { pool, file, memory };
+        sqlx::migrate!("./migrations")
+            .run(&store.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => unusable(&e),
+                other => StoreError::Migrate(other),
+            })?;
+        // A store that opens but can never write (read-only, no permission) would take events
+        // only to refuse them: say so now, with the cause. A full one may get space back, so
+        // the server starts, unready, and answers 503 until it does.
+        match store
+            .probe_write(chrono::Utc::now().timestamp_millis())
+            .await
+        {
+            Err(error) if !is_full(&error) => return Err(unusable(&error)),
+            _ => {}
+        }
         Ok(store)
     }
 
-    /// Applies the migrations that have not run yet.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
-        Ok(())
+    /// Begins a write transaction on a connection of its own.
+    async fn begin(&self) -> Result<WriteTx, StoreError> {
+        let mut tx = WriteTx {
+            conn: Some(self.pool.acquire().await?),
+            committed: false,
+            memory: self.memory,
+        };
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
+    pub(super) fn check_file(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some(file) => file.check(),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) async fn probe_write(&self, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        // Big enough to need new pages, so a full database fails here as events would.
+        sqlx::query("INSERT INTO write_probe (written_at, filler) VALUES (?, zeroblob(65536))")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM write_probe")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub(super) async fn events_received_since(
+        &self,
+        project_id: i64,
+        since: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT count(*) FROM events WHERE project_id = ? AND received_at >= ?")
+                .bind(project_id)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 
     /// Whether the store answers.
-    pub async fn ping(&self) -> bool {
+    pub(super) async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     /// Creates a project with one API key (given by its hash) and returns its id.
-    pub async fn create_project(
+    pub(super) async fn create_project(
         &self,
         name: &str,
         key_hash: &str,
         key_prefix: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let id: i64 =
             sqlx::query("INSERT INTO projects (name, created_at) VALUES (?, ?) RETURNING id")
                 .bind(name)
@@ -293,7 +191,7 @@ impl Store {
     }
 
     /// Changes a project's ingestion settings.
-    pub async fn update_project(
+    pub(super) async fn update_project(
         &self,
         project_id: i64,
         ingestion_enabled: bool,
@@ -311,7 +209,7 @@ impl Store {
     }
 
     /// Every live key with its project's settings (the key cache is built from it).
-    pub async fn all_keys(&self) -> Result<Vec<ProjectAuth>, StoreError> {
+    pub(super) async fn all_keys(&self) -> Result<Vec<ProjectAuth>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.key_hash, p.id, p.ingestion_enabled, p.sample_rate, p.daily_quota \
              FROM api_keys k JOIN projects p ON p.id = k.project_id WHERE k.revoked_at IS NULL",
@@ -332,8 +230,8 @@ impl Store {
     }
 
     /// Writes a batch of events and their groups in one transaction.
-    pub async fn write_batch(&self, events: &[NewEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+    pub(super) async fn write_batch(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         for event in events {
             sqlx::query(
                 // Title, level, file and line are the first event's; type and value are
@@ -412,7 +310,7 @@ impl Store {
     }
 
     /// Lists groups.
-    pub async fn groups(&self, query: &GroupQuery) -> Result<(Vec<Group>, i64), StoreError> {
+    pub(super) async fn groups(&self, query: &GroupQuery) -> Result<(Vec<Group>, i64), StoreError> {
         let mut conditions = Vec::new();
         if query.project.is_some() {
             conditions.push("project_id = ?");
@@ -472,7 +370,7 @@ impl Store {
     }
 
     /// One group.
-    pub async fn group(&self, fingerprint: &str) -> Result<Option<Group>, StoreError> {
+    pub(super) async fn group(&self, fingerprint: &str) -> Result<Option<Group>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {GROUP_COLUMNS} FROM groups WHERE fingerprint = ?"
         ))
@@ -483,7 +381,7 @@ impl Store {
     }
 
     /// A group's events, newest first.
-    pub async fn group_events(
+    pub(super) async fn group_events(
         &self,
         fingerprint: &str,
         page: i64,
@@ -501,7 +399,7 @@ impl Store {
     }
 
     /// The newest `limit` events of every group, newest first (for exports, demos and tests).
-    pub async fn events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub(super) async fn events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?"
         ))
@@ -512,7 +410,7 @@ impl Store {
     }
 
     /// Resolves or reopens a group; returns whether it exists.
-    pub async fn set_status(
+    pub(super) async fn set_status(
         &self,
         fingerprint: &str,
         status: &str,
@@ -532,7 +430,7 @@ impl Store {
     }
 
     /// How many events are stored.
-    pub async fn event_count(&self) -> Result<i64, StoreError> {
+    pub(super) async fn event_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT count(*) FROM events")
             .fetch_one(&self.pool)
             .await?
@@ -540,7 +438,7 @@ impl Store {
     }
 
     /// Deletes events received before `cutoff` (ms); returns how many.
-    pub async fn purge_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+    pub(super) async fn purge_before(&self, cutoff: i64) -> Result<u64, StoreError> {
         let events = sqlx::query("DELETE FROM events WHERE received_at < ?")
             .bind(cutoff)
             .execute(&self.pool)
@@ -557,7 +455,7 @@ impl Store {
     }
 
     /// Stores a log line of `project_id`, committed before it returns.
-    pub async fn write_log(
+    pub(super) async fn write_log(
         &self,
         project_id: i64,
         entry: &LogEntry,
@@ -591,7 +489,7 @@ impl Store {
     }
 
     /// The newest log lines, newest first (of one project when given).
-    pub async fn logs(
+    pub(super) async fn logs(
         &self,
         project: Option<i64>,
         limit: i64,
@@ -638,13 +536,13 @@ impl Store {
     /// Records a check-in of `project_id`, creating its monitor on first sight, in one
     /// transaction. A finish (`ok`/`error`) with the `checkinId` of a start completes that
     /// start; anything else is a new check-in. Returns the check-in as the contract shows it.
-    pub async fn check_in(
+    pub(super) async fn check_in(
         &self,
         project_id: i64,
         check_in: &CheckIn,
         now: i64,
     ) -> Result<serde_json::Value, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO cron_monitors (project_id, slug, env, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT(project_id, slug) DO NOTHING",
@@ -738,7 +636,7 @@ impl Store {
     }
 
     /// The newest check-ins, newest first, with their job's slug (of one project when given).
-    pub async fn checkins(
+    pub(super) async fn checkins(
         &self,
         project: Option<i64>,
         limit: i64,
@@ -764,7 +662,7 @@ impl Store {
     }
 
     /// Closes the pool (checkpointing the WAL).
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         self.pool.close().await;
     }
 }
@@ -851,9 +749,219 @@ fn new_checkin_id() -> String {
     hex::encode(bytes)
 }
 
-/// Milliseconds since the epoch as RFC 3339.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+/// A write transaction begun by hand. Dropped without a successful [`WriteTx::commit`], its
+/// connection is closed rather than returned to the pool: closing rolls back whatever SQLite
+/// still holds open and releases the write lock, whatever state the error left it in.
+struct WriteTx {
+    /// Always `Some` until dropped.
+    conn: Option<PoolConnection<Sqlite>>,
+    committed: bool,
+    /// An in-memory database dies with its only connection; there, the transaction is rolled
+    /// back instead (no disk can leave it half-written).
+    memory: bool,
+}
+
+impl WriteTx {
+    /// Commits; `Ok` only when SQLite says the transaction reached the database.
+    async fn commit(mut self) -> Result<(), StoreError> {
+        sqlx::query("COMMIT").execute(&mut *self).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        self.conn
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("the connection is only taken on drop"))
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("the connection is only taken on drop"))
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if self.committed {
+            return;
+        }
+        if !self.memory {
+            conn.close_on_drop();
+            return;
+        }
+        // The one in-memory connection goes back to the pool only after the rollback, so the
+        // next writer cannot find the transaction still open.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            });
+        }
+    }
+}
+
+/// Which file the database was when opened: a file deleted or replaced underneath the server
+/// must stop it from acknowledging events (they would go to an unlinked inode).
+#[derive(Clone, Debug)]
+struct FileIdentity {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        let (device, inode) = identity(&std::fs::metadata(path)?);
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            device,
+            inode,
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        let gone = |what| StoreError::FileGone {
+            path: self.path.clone(),
+            what,
+        };
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(gone("deleted")),
+            // Unreadable metadata says nothing about the file: do not stop on it.
+            Err(_) => Ok(()),
+            Ok(now) if identity(&now) != (self.device, self.inode) => Err(gone("replaced")),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(_: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// What can be told about the file before SQLite opens it: that it is missing (and may not be
+/// created), and that a `-shm` file beside it cannot be written (SQLite maps that file into
+/// memory, and a mapping it cannot extend ends the process with SIGBUS).
+fn preflight(path: &Path, create: bool) -> Result<(), StoreError> {
+    let unusable = |cause: String| StoreError::Unusable {
+        path: path.to_path_buf(),
+        cause,
+    };
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => {
+            return Err(unusable("it is a directory, not a database file".into()))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let directory = parent(path);
+            if !directory.is_dir() {
+                return Err(unusable(format!(
+                    "the directory {} does not exist",
+                    directory.display()
+                )));
+            }
+            if !create {
+                return Err(StoreError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        Err(e) => return Err(unusable(e.to_string())),
+    }
+    let shm = sidecar(path, "-shm");
+    if shm.exists() {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&shm)
+        {
+            return Err(unusable(format!(
+                "{} cannot be opened for writing ({e}); SQLite needs to write it",
+                shm.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why SQLite could not open or write `path`, in an operator's words.
+fn diagnose(path: &Path, error: &dyn std::fmt::Display) -> String {
+    let directory = parent(path);
+    let file_writable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path);
+    match file_writable {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return format!(
+                "permission denied on the file ({e}); the server must read and write it"
+            )
+        }
+        Err(e) if e.raw_os_error() == Some(READ_ONLY_FILESYSTEM) => {
+            return format!("it is on a read-only file system ({e})")
+        }
+        _ => {}
+    }
+    let probe = directory.join(format!(".errorwatch-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return format!(
+            "the directory {} is not writable ({e}); SQLite creates its -wal and -shm files there",
+            directory.display()
+        )
+        }
+    }
+    let message = error.to_string();
+    if message.contains("readonly") || message.contains("read-only") {
+        return format!("it is read-only ({message})");
+    }
+    message
+}
+
+/// Whether SQLite said the disk (or `max_page_count`) is full: `SQLITE_FULL`, in any of its
+/// extended codes.
+fn is_full(error: &StoreError) -> bool {
+    const SQLITE_FULL: i64 = 13;
+    match error {
+        StoreError::Sqlx(sqlx::Error::Database(e)) => e
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_FULL),
+        _ => false,
+    }
+}
+
+/// `EROFS`, the same on every Unix this server builds for.
+const READ_ONLY_FILESYSTEM: i32 = 30;
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
