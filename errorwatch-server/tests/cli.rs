@@ -195,3 +195,137 @@ fn startup_never_creates_a_database_silently_and_names_the_cause() {
     assert!(fresh.exists(), "--create-database creates the file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `BIN` as a user that file permissions apply to: itself when not root; as root, `nobody`
+/// through `setpriv`. `None` when neither can run it here.
+fn unprivileged() -> Option<Command> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !root {
+        return Some(Command::new(BIN));
+    }
+    let as_nobody = || {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        command
+    };
+    let runs = as_nobody()
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    runs.then(as_nobody)
+}
+
+#[test]
+fn unwritable_databases_are_refused_with_their_cause() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(_) = unprivileged() else {
+        eprintln!("skipped: no unprivileged user can run the binary here");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ew-cli-perms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("errorwatch.db");
+    let db = format!("sqlite://{}", path.display());
+    let (ok, _, _) = run(&["migrate"], &[("DATABASE_URL", &db)]);
+    assert!(ok);
+    let _ = std::fs::remove_file(format!("{}-wal", path.display()));
+    let _ = std::fs::remove_file(format!("{}-shm", path.display()));
+    let serve = |env: &[(&str, &str)]| {
+        let mut command = unprivileged().expect("checked above");
+        command
+            .arg("serve")
+            .env("API_KEY_HASH_SECRET", "cli-test-secret-0123456789")
+            .env("ERRORWATCH_BIND", "127.0.0.1:1")
+            .env("RUST_LOG", "off");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("the binary runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+
+    // A file the server may read but not write.
+    mode(&dir, 0o777);
+    mode(&path, 0o444);
+    let (ok, stderr) = serve(&[("DATABASE_URL", &db)]);
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains(&path.display().to_string()) && line.contains("permission denied"),
+        "{line}"
+    );
+
+    // A writable file in a directory where SQLite cannot create its -wal and -shm files.
+    for sidecar in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{sidecar}", path.display()));
+    }
+    mode(&path, 0o666);
+    mode(&dir, 0o555);
+    let (ok, stderr) = serve(&[("DATABASE_URL", &db)]);
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains(&dir.display().to_string()) && line.contains("not writable"),
+        "{line}"
+    );
+    mode(&dir, 0o755);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unwritable_shm_file_is_refused_before_sqlite_maps_it() {
+    let dir = std::env::temp_dir().join(format!("ew-cli-shm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("errorwatch.db");
+    let db = format!("sqlite://{}", path.display());
+    let (ok, _, _) = run(&["migrate"], &[("DATABASE_URL", &db)]);
+    assert!(ok);
+    let shm = dir.join("errorwatch.db-shm");
+    // The size of a live index, so SQLite would map it rather than grow it.
+    std::fs::write(&shm, vec![0u8; 32 * 1024]).expect("shm");
+    // Immutable where the file system allows it (root on ext4); else read-only for a user
+    // that permissions apply to.
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&shm)
+        .status()
+        .is_ok_and(|s| s.success());
+    let command = if immutable {
+        Some(Command::new(BIN))
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o444));
+        unprivileged()
+    };
+    let Some(mut command) = command else {
+        eprintln!("skipped: cannot make a -shm file unwritable here");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let output = command
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("API_KEY_HASH_SECRET", "cli-test-secret-0123456789")
+        .env("ERRORWATCH_BIND", "127.0.0.1:1")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("the binary runs");
+    if immutable {
+        let _ = Command::new("chattr").arg("-i").arg(&shm).status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    // Refused with a reason, not killed by a signal.
+    assert!(output.status.code().is_some(), "{:?}", output.status);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(one_line(&stderr).contains("errorwatch.db-shm"), "{stderr}");
+}
