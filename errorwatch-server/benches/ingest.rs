@@ -4,6 +4,10 @@
 //! clients post distinct v2 events of one group over keep-alive connections, and prints the
 //! events acknowledged per second, the events found stored afterwards, and the server's peak
 //! memory. Three runs; median with the spread.
+//!
+//! With `ERRORWATCH_BASELINE_BIN=/path/to/an/other/errorwatch-server`, the runs alternate
+//! between that binary and this one, and the ratio of their medians is printed: how a change
+//! moved throughput, measured in one run on one machine.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,19 +38,43 @@ fn main() {
     println!(
         "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {RUNS} runs"
     );
-    let runs: Vec<Run> = (0..RUNS).map(|_| runtime.block_on(run())).collect();
-    let spread = |f: &dyn Fn(&Run) -> f64| {
-        let mut values: Vec<f64> = runs.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        (
-            values[values.len() / 2],
-            values[0],
-            values[values.len() - 1],
-        )
-    };
-    let (ack, ack_min, ack_max) = spread(&|r| r.acknowledged_per_sec);
-    let (stored, stored_min, stored_max) = spread(&|r| r.stored_per_sec);
-    let (rss, rss_min, rss_max) = spread(&|r| r.peak_rss_mib);
+    let baseline_bin = std::env::var("ERRORWATCH_BASELINE_BIN").ok();
+    let mut runs = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..RUNS {
+        if let Some(bin) = &baseline_bin {
+            baseline.push(runtime.block_on(run(bin)));
+        }
+        runs.push(runtime.block_on(run(BIN)));
+    }
+    report("this build", &runs);
+    if let Some(bin) = &baseline_bin {
+        report(bin, &baseline);
+        let (current, _, _) = spread(&runs, |r| r.acknowledged_per_sec);
+        let (base, _, _) = spread(&baseline, |r| r.acknowledged_per_sec);
+        println!(
+            "  this build / baseline   {:>8.2} (acknowledged events/s, medians)",
+            current / base
+        );
+    }
+}
+
+/// The median of `f` over `runs`, with the lowest and the highest.
+fn spread(runs: &[Run], f: impl Fn(&Run) -> f64) -> (f64, f64, f64) {
+    let mut values: Vec<f64> = runs.iter().map(f).collect();
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+fn report(name: &str, runs: &[Run]) {
+    println!("{name}:");
+    let (ack, ack_min, ack_max) = spread(runs, |r| r.acknowledged_per_sec);
+    let (stored, stored_min, stored_max) = spread(runs, |r| r.stored_per_sec);
+    let (rss, rss_min, rss_max) = spread(runs, |r| r.peak_rss_mib);
     println!("  acknowledged (202)      {ack:>8.0} events/s  [{ack_min:.0} .. {ack_max:.0}]");
     println!(
         "  stored end to end       {stored:>8.0} events/s  [{stored_min:.0} .. {stored_max:.0}]"
@@ -67,12 +95,12 @@ fn main() {
     println!("  server peak RSS         {rss:>8.1} MiB  [{rss_min:.1} .. {rss_max:.1}]");
 }
 
-async fn run() -> Run {
+async fn run(bin: &str) -> Run {
     let dir = std::env::temp_dir().join(format!("ew-bench-{}-{}", std::process::id(), nonce()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let database_url = format!("sqlite://{}", dir.join("bench.db").display());
     let command = |args: &[&str]| {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin);
         command
             .args(args)
             .env("DATABASE_URL", &database_url)

@@ -62,7 +62,9 @@ pub struct ReadBody {
 /// A share of the body budget, given back when dropped: it follows the event it paid for,
 /// into the writer's queue, until the event is stored.
 #[derive(Debug)]
-pub struct BudgetShare(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct BudgetShare {
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 /// How a body is read.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +115,7 @@ pub async fn read(
     match outcome {
         Ok(Ok(())) => Ok(ReadBody {
             bytes,
-            share: BudgetShare(held),
+            share: BudgetShare { _permit: held },
         }),
         Ok(Err(rejection)) => Err(rejection),
         Err(_) => Err(Rejection::Http(
