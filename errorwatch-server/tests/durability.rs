@@ -1,108 +1,25 @@
 //! "202 means stored": the real binary, killed with SIGKILL while clients are sending,
 //! restarted on the same file, has every event it acknowledged.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
-const SECRET: &str = "durability-secret-0123456789";
-const ADMIN: &str = "durability-admin";
-
-struct Dir(std::path::PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir() -> Dir {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("ew-durability-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    Dir(dir)
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn command(database_url: &str) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env("DATABASE_URL", database_url)
-        .env("API_KEY_HASH_SECRET", SECRET)
-        .env("ADMIN_API_KEY", ADMIN)
-        .env("RUST_LOG", "warn");
-    command
-}
-
-/// The server process; killed when dropped, so a failing test leaves nothing running.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn serve(database_url: &str, port: u16, http: &reqwest::Client) -> Served {
-    let served = Served(
-        command(database_url)
-            .arg("serve")
-            .env("ERRORWATCH_BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let live = http
-            .get(format!("http://127.0.0.1:{port}/health/live"))
-            .send()
-            .await;
-        if live.is_ok_and(|r| r.status().is_success()) {
-            return served;
-        }
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::process::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_event_survives_sigkill() {
-    let dir = temp_dir();
-    let database_url = format!("sqlite://{}", dir.0.join("errorwatch.db").display());
-    let migrated = command(&database_url)
-        .arg("migrate")
-        .output()
-        .expect("migrate");
-    assert!(migrated.status.success());
-    let created = command(&database_url)
-        .args(["project", "create", "durable", "--json"])
-        .output()
-        .expect("project create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let created: Value = serde_json::from_slice(&created.stdout).expect("JSON output");
-    let key = created["api_key"].as_str().expect("key").to_owned();
+    let dir = TempDir::new("durability");
+    let database_url = dir.database_url();
+    let key = new_project(&database_url);
 
     let http = reqwest::Client::new();
-    let port = free_port();
-    let mut server = serve(&database_url, port, &http).await;
+    let mut server = Served::start(&database_url, &[], &[]).await;
+    let port = server.port;
 
     let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
     let acks = Arc::new(AtomicUsize::new(0));
@@ -145,8 +62,8 @@ async fn every_acknowledged_event_survives_sigkill() {
         assert!(Instant::now() < deadline, "too few acknowledgements");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    server.0.kill().expect("SIGKILL");
-    let _ = server.0.wait();
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
     for sender in senders {
         let _ = sender.await;
     }
@@ -157,7 +74,7 @@ async fn every_acknowledged_event_survives_sigkill() {
         acknowledged.len()
     );
 
-    let restarted = serve(&database_url, port, &http).await;
+    let restarted = Served::start_on(port, &database_url, &[], &[]).await;
     let groups: Value = http
         .get(format!("http://127.0.0.1:{port}/api/v1/groups"))
         .bearer_auth(ADMIN)

@@ -3,29 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use errorwatch_server::{Config, Server};
 use serde_json::{json, Value};
+use support::process::TempDir;
 use support::*;
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> Dir {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("ew-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    Dir(dir)
-}
 
 fn on_file(path: &Path, edit: impl FnOnce(&mut Config)) -> impl FnOnce(&mut Config) {
     let url = format!("sqlite://{}", path.display());
@@ -77,7 +61,7 @@ async fn stored_event_ids(server: &Server) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_database_gets_503_never_a_lost_202_and_recovers_by_itself() {
-    let dir = temp_dir("full");
+    let dir = TempDir::new("full");
     let path = dir.0.join("errorwatch.db");
     // Room for the schema and a few dozen events, then the "disk" is full.
     let s = TestServer::with(on_file(&path, |c| {
@@ -158,7 +142,7 @@ async fn a_full_database_gets_503_never_a_lost_202_and_recovers_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_database_is_noticed_and_nothing_is_acknowledged_into_it() {
-    let dir = temp_dir("deleted");
+    let dir = TempDir::new("deleted");
     let path = dir.0.join("errorwatch.db");
     let s = TestServer::with(on_file(&path, |_| {})).await;
     assert_eq!(s.event(&v2("before")).await.status, 202);
@@ -196,7 +180,7 @@ async fn a_deleted_database_is_noticed_and_nothing_is_acknowledged_into_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replaced_database_is_noticed() {
-    let dir = temp_dir("replaced");
+    let dir = TempDir::new("replaced");
     let path = dir.0.join("errorwatch.db");
     let s = TestServer::with(on_file(&path, |_| {})).await;
     assert_eq!(s.event(&v2("before")).await.status, 202);
@@ -210,7 +194,7 @@ async fn a_replaced_database_is_noticed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quotas_are_exact_under_concurrency_across_restarts_and_null_removes_them() {
-    let dir = temp_dir("quota");
+    let dir = TempDir::new("quota");
     let path = dir.0.join("errorwatch.db");
     let s = TestServer::with(on_file(&path, |_| {})).await;
     let project = format!("/api/v1/projects/{}", s.project);

@@ -35,14 +35,19 @@ impl Drop for TempDir {
     }
 }
 
+/// `BIN` on `database_url`, with the secret and admin key of these tests.
 pub fn command(database_url: &str) -> Command {
     let mut command = Command::new(BIN);
+    with_settings(&mut command, database_url);
+    command
+}
+
+fn with_settings(command: &mut Command, database_url: &str) {
     command
         .env("DATABASE_URL", database_url)
         .env("API_KEY_HASH_SECRET", SECRET)
         .env("ADMIN_API_KEY", ADMIN)
         .env("RUST_LOG", "off");
-    command
 }
 
 /// Migrates a new database and creates a project: its API key.
@@ -79,16 +84,21 @@ impl Served {
     /// Starts `errorwatch-server serve` with `env`, optionally under a wrapper command (such
     /// as `prlimit`), and waits until it answers.
     pub async fn start(database_url: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Served {
-        let port = free_port();
+        Served::start_on(free_port(), database_url, env, wrapper).await
+    }
+
+    /// The same, on `port` (a restart on the port clients already use).
+    pub async fn start_on(
+        port: u16,
+        database_url: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Served {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
                 command.args(args).arg("--").arg(BIN);
-                command
-                    .env("DATABASE_URL", database_url)
-                    .env("API_KEY_HASH_SECRET", SECRET)
-                    .env("ADMIN_API_KEY", ADMIN)
-                    .env("RUST_LOG", "off");
+                with_settings(&mut command, database_url);
                 command
             }
             None => command(database_url),
