@@ -4,6 +4,7 @@
 //! could fail to send, which would be logged, and so on.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::options::{DiagnosticsHook, Options};
 
@@ -23,9 +24,22 @@ impl Diagnostics {
 
     /// Reports one line. The messages are the SDK's own and never include the API key.
     pub(crate) fn log(&self, message: fmt::Arguments<'_>) {
-        if !self.enabled {
-            return;
+        if self.enabled {
+            self.emit(message);
         }
+    }
+
+    /// Reports a problem only the operator can fix (a refused key, a redirect to another
+    /// server) even with debug off, at most once for each `said` flag.
+    pub(crate) fn warn_once(&self, said: &AtomicBool, message: fmt::Arguments<'_>) {
+        if said.swap(true, Ordering::Relaxed) {
+            self.log(message);
+        } else {
+            self.emit(message);
+        }
+    }
+
+    fn emit(&self, message: fmt::Arguments<'_>) {
         match &self.hook {
             Some(hook) => hook(&message.to_string()),
             None => eprintln!("[errorwatch] {message}"),

@@ -297,7 +297,14 @@ pub fn is_suppressed() -> bool {
     SUPPRESSED.try_with(Cell::get).unwrap_or(true)
 }
 
-/// Marks the calling thread as one of the SDK's own.
+/// Marks the calling thread as one of the SDK's own: the SDK's integrations ignore it, and
+/// whatever the HTTP stack logs on it (through `tracing`, or `log` bridged to `tracing`) goes
+/// nowhere instead of into the application's subscriber.
 pub(crate) fn suppress_current_thread() {
     let _ = SUPPRESSED.try_with(|flag| flag.set(true));
+    // The guard would restore the application's subscriber when dropped; this thread is the
+    // SDK's for its whole life, so it is kept (forgotten) instead.
+    std::mem::forget(tracing_core::dispatcher::set_default(
+        &tracing_core::Dispatch::none(),
+    ));
 }

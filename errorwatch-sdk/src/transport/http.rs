@@ -1,5 +1,6 @@
 //! Delivering one event over HTTP: retries, backoff, and what each answer means.
 
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
@@ -15,6 +16,8 @@ use crate::stats::{Counters, Outcome};
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How much of an answer's body is kept (for diagnostics); the rest is read and discarded.
 const MAX_ANSWER_BYTES: usize = 4096;
+/// Redirects followed within the server's own origin (a path moved behind a proxy).
+const MAX_REDIRECTS: usize = 3;
 
 /// What the server answered.
 struct Answer {
@@ -32,6 +35,9 @@ pub(crate) struct HttpSender {
     request_timeout: Duration,
     pub(crate) rate_limit: RateLimit,
     pub(crate) breaker: CircuitBreaker,
+    /// Whether the operator was told the key is refused, or the server redirects elsewhere.
+    said_key_refused: AtomicBool,
+    said_redirected: AtomicBool,
 }
 
 impl HttpSender {
@@ -48,6 +54,19 @@ impl HttpSender {
             // `attempt`: one place for that rule.
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
+            // The key travels in `X-API-Key`, which reqwest's default policy would carry to
+            // whatever host a redirect names: only the server's own origin is followed.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let within_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| same_origin(first, attempt.url()));
+                if within_origin && attempt.previous().len() <= MAX_REDIRECTS {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .build()
             .map_err(|e| format!("the HTTP client could not be built: {e}"))?;
         Ok(HttpSender {
@@ -62,6 +81,8 @@ impl HttpSender {
                 options.circuit_breaker_threshold,
                 options.circuit_breaker_open_for,
             ),
+            said_key_refused: AtomicBool::new(false),
+            said_redirected: AtomicBool::new(false),
         })
     }
 
@@ -89,6 +110,35 @@ impl HttpSender {
                         "rate limited by the server (429); pausing for {backoff:?}"
                     ));
                     return Outcome::RateLimited;
+                }
+                Ok(answer)
+                    if matches!(
+                        answer.status,
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    ) =>
+                {
+                    self.breaker.on_success();
+                    diagnostics.warn_once(
+                        &self.said_key_refused,
+                        format_args!(
+                            "the server refused the API key ({}): events are dropped until \
+                             ERRORWATCH_API_KEY holds a key of this server",
+                            answer.status
+                        ),
+                    );
+                    return Outcome::Rejected;
+                }
+                Ok(answer) if answer.status.is_redirection() => {
+                    self.breaker.on_success();
+                    diagnostics.warn_once(
+                        &self.said_redirected,
+                        format_args!(
+                            "the server redirects events to another address ({}), where the \
+                             API key is not sent: point ERRORWATCH_API_URL at the server itself",
+                            answer.status
+                        ),
+                    );
+                    return Outcome::Rejected;
                 }
                 Ok(answer) if !answer.status.is_server_error() => {
                     self.breaker.on_success();
@@ -174,6 +224,13 @@ impl HttpSender {
             .min(MAX_RETRY_DELAY);
         exponential + exponential.mul_f64(fastrand::f64() * 0.5)
     }
+}
+
+/// Whether two URLs share scheme, host and port: where the key may go.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// What went wrong, without the URL's credentials or anything the request carried.
