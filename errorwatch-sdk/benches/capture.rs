@@ -3,6 +3,8 @@
 //! Prints, in one run:
 //! - the caller-thread cost of `capture_message`, `capture_error` and `capture_error` with a
 //!   stack trace, next to a bare bounded-channel hand-off measured the same way (the floor);
+//! - the caller's latency distribution for `capture_error` with a stack trace at a steady
+//!   20 000 calls/s while the worker symbolises, beside a no-SDK control paced the same way;
 //! - how many events of a 20 000-capture burst reach a healthy local server;
 //! - how late `flush` and shutdown return against a black-holed and a slow server;
 //! - peak memory after 1 000 000 captures with the server down (in a child process, so the
@@ -34,7 +36,13 @@ fn main() {
         BATCHES, PER_BATCH
     );
     println!("machine: {} cores, {}", available_cores(), cpu_model());
+    // `ERRORWATCH_BENCH_ONLY=steady` runs that phase alone.
+    if std::env::var("ERRORWATCH_BENCH_ONLY").as_deref() == Ok("steady") {
+        steady();
+        return;
+    }
     caller_costs();
+    steady();
     burst();
     deadlines();
     memory();
@@ -126,6 +134,98 @@ fn caller_costs() {
     measure("capture_error with stack trace", &client, &|c, _| {
         black_box(c.capture_error(&error));
     });
+}
+
+/// Calls `f` at a steady `rate` per second for `duration`, and returns each call's latency in
+/// nanoseconds. Between calls the thread spins to the next slot, so nothing is batched.
+fn paced(rate: u64, duration: Duration, mut f: impl FnMut(usize)) -> Vec<u64> {
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let calls = (duration.as_nanos() / interval.as_nanos()) as usize;
+    let mut latencies = Vec::with_capacity(calls);
+    let start = Instant::now();
+    for i in 0..calls {
+        let slot = start + interval * i as u32;
+        while Instant::now() < slot {
+            std::hint::spin_loop();
+        }
+        let began = Instant::now();
+        f(i);
+        latencies.push(began.elapsed().as_nanos() as u64);
+    }
+    latencies
+}
+
+fn percentiles(name: &str, mut latencies: Vec<u64>) -> (u64, u64) {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    let max = latencies[latencies.len() - 1];
+    println!(
+        "  {name:<34} p50 {:>6.1} µs  p99 {:>6.1} µs  p99.9 {:>7.1} µs  max {:>8.1} µs",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        max as f64 / 1000.0
+    );
+    (
+        latencies[((latencies.len() - 1) as f64 * 0.999) as usize],
+        max,
+    )
+}
+
+/// `capture_error` with a stack trace at 20 000 calls/s for 3 s while the worker symbolises
+/// what it can, beside a control that formats the same error without the SDK: whether a
+/// capture ever waits on something the worker holds.
+fn steady() {
+    const RATE: u64 = 20_000;
+    const FOR: Duration = Duration::from_secs(3);
+    println!(
+        "
+steady {RATE} calls/s for {FOR:?}, latency per call (the worker symbolising meanwhile)"
+    );
+    let server = Listener::healthy();
+    let client = Client::new(options(&server.url).queue_capacity(100_000)).expect("client");
+    let error = "12a".parse::<u32>().expect_err("not a number");
+    let control = paced(RATE, FOR, |i| {
+        black_box(format!("{error} {i}"));
+    });
+    percentiles("control (format the error, no SDK)", control);
+    let before = context_switches();
+    let captures = paced(RATE, FOR, |_| {
+        black_box(client.capture_error(&error));
+    });
+    let after = context_switches();
+    let (p999, max) = percentiles("capture_error with stack trace", captures);
+    println!(
+        "  the calling thread meanwhile: {} voluntary context switches (waits), {} involuntary (preempted)",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    let stats = client.stats();
+    println!(
+        "  the worker symbolised and sent {} of {} meanwhile ({} dropped: queue full); \
+         p99.9 {} 50 µs, max {} 1 ms",
+        stats.sent,
+        stats.captured,
+        stats.dropped_queue_full,
+        if p999 <= 50_000 { "≤" } else { ">" },
+        if max <= 1_000_000 { "≤" } else { ">" },
+    );
+}
+
+/// This thread's (voluntary, involuntary) context switches so far.
+fn context_switches() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("voluntary_ctxt_switches:"),
+        field("nonvoluntary_ctxt_switches:"),
+    )
 }
 
 fn burst() {

@@ -370,12 +370,25 @@ impl RawStack {
 }
 
 /// The instruction pointers of the current stack, innermost first.
+///
+/// The walk never takes the `backtrace` crate's global lock, which the worker holds while it
+/// symbolises (for up to a second on a large debug binary): a capture must not wait on it.
 fn walk() -> Vec<usize> {
     let mut ips = Vec::with_capacity(64);
-    backtrace::trace(|frame| {
+    let mut visit = |frame: &backtrace::Frame| {
         ips.push(frame.ip() as usize);
         ips.len() < MAX_WALKED
-    });
+    };
+    #[cfg(unix)]
+    // SAFETY: the lock serialises the crate's platform back ends, and only Windows' dbghelp
+    // needs it. On Unix the walk is libgcc's `_Unwind_Backtrace`, which is safe to run on
+    // several threads at once and alongside symbolisation (it reads no symbol cache); the
+    // callback only pushes to a local vector.
+    unsafe {
+        backtrace::trace_unsynchronized(&mut visit);
+    }
+    #[cfg(not(unix))]
+    backtrace::trace(&mut visit);
     ips.shrink_to_fit();
     ips
 }

@@ -376,3 +376,50 @@ fn the_circuit_breaker_recovers_after_its_pause() {
     assert_eq!(client.stats().sent, 1, "{:?}", client.stats());
     revived.join().expect("server thread");
 }
+
+/// The worker symbolises under the `backtrace` crate's global lock, for up to a second on a
+/// large debug binary. A capture walks the stack on the caller's thread: it must not wait
+/// for that lock. Another thread holds the lock here until the capture has returned.
+#[test]
+fn a_capture_with_a_stack_never_waits_for_the_symboliser_lock() {
+    let server = Listener::healthy();
+    let client = client(options(&server.url));
+    let (held, holding) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        // `trace` holds the lock while its callback runs.
+        backtrace::trace(|_| {
+            let _ = held.send(());
+            let _ = released.recv_timeout(Duration::from_secs(30));
+            false
+        });
+    });
+    holding
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the holder has the lock");
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let capturing = std::thread::spawn({
+        let client = client.clone();
+        move || {
+            let error = "x".parse::<u8>().expect_err("not a number");
+            client.capture_error(&error);
+            let _ = done.send(());
+        }
+    });
+    let returned = finished.recv_timeout(Duration::from_secs(10)).is_ok();
+    let _ = release.send(());
+    let _ = holder.join();
+    let _ = capturing.join();
+    assert!(returned, "capture_error waited for the symboliser's lock");
+    assert!(client.flush(Duration::from_secs(10)));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let frames = requests[0].json()["frames"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !frames.is_empty(),
+        "the walk happened: the event has its frames"
+    );
+}

@@ -1,5 +1,6 @@
 //! With the layer installed globally and mapping *everything* to events, the transport's own
-//! failures (and the HTTP stack's logging inside it) never come back as events.
+//! failures never come back as events, and nothing the HTTP stack logs on the SDK's threads
+//! even reaches the application's subscriber.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,8 +9,7 @@ use std::time::{Duration, Instant};
 use errorwatch_tracing::EventFilter;
 use tracing_subscriber::prelude::*;
 
-/// Counts the events recorded on the SDK's transport threads: proof that the HTTP stack does
-/// log in there, so the test exercises the path it guards.
+/// Counts the events that reach the application's subscriber from the SDK's own threads.
 struct CountTransportEvents(Arc<AtomicUsize>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountTransportEvents {
@@ -63,9 +63,12 @@ fn transport_failures_never_become_events() {
         "nothing the transport logged became an event: {stats:?}"
     );
     assert_eq!(stats.retried, 2);
-    assert!(
-        inside_transport.load(Ordering::Relaxed) > 0,
-        "the HTTP stack logged inside the transport (so the guard was exercised)"
+    // hyper logs a dozen lines per attempt there (errorwatch-sdk's network_hygiene test shows
+    // them when the SDK's threads are not silenced): none reaches this subscriber.
+    assert_eq!(
+        inside_transport.load(Ordering::Relaxed),
+        0,
+        "the SDK's HTTP stack logged into the application's subscriber"
     );
     drop(guard);
 }
