@@ -360,6 +360,10 @@ impl Options {
     }
     /// Edits or drops each event on the worker before it is scrubbed and sent.
     ///
+    /// A panic inside the hook drops that event and is reported in the diagnostics, but only
+    /// where panics unwind: built with `panic = "abort"`, a panicking hook aborts the process,
+    /// as any panic does there. Keep it free of `unwrap` and indexing in such builds.
+    ///
     /// ```
     /// let options = errorwatch_sdk::Options::default().before_send(|mut event| {
     ///     event.tags.insert("team".into(), "payments".into());
@@ -417,6 +421,10 @@ impl Options {
         self
     }
     /// How long the panic hook waits for the panic's event to be sent. Default: 1 s.
+    ///
+    /// Symbolising the stack gets at most 60% of it (loading a large debug binary's symbols
+    /// can take longer than the whole flush): past that, the event goes without its frames,
+    /// with its culprit file and line, rather than being lost with the process.
     pub fn panic_flush_timeout(mut self, timeout: Duration) -> Self {
         self.panic_flush_timeout = timeout;
         self

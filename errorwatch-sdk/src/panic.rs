@@ -56,13 +56,22 @@ fn report(info: &PanicHookInfo<'_>) {
         if let Some(name) = std::thread::current().name() {
             event.extra.insert("thread".into(), name.into());
         }
+        // Uncaught, the panic may end the process once the flush returns: the event must be
+        // sent by then, so symbolising it (a second or more for a large debug binary) gets
+        // at most 60% of the flush, the rest being for delivery.
+        let flushing = !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false);
+        let flush_timeout = client.inner_arc().panic_flush_timeout;
+        let mut stack = RawStack::capture_panic(info.location().map(Anchor::from));
+        if flushing {
+            stack = stack.symbolised_by(std::time::Instant::now() + flush_timeout.mul_f64(0.6));
+        }
         let id = client.capture(Job {
             event,
             scope: crate::hub::current_scope(),
-            stack: Some(RawStack::capture_panic(info.location().map(Anchor::from))),
+            stack: Some(stack),
         })?;
-        if !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false) {
-            client.flush(client.inner_arc().panic_flush_timeout);
+        if flushing {
+            client.flush(flush_timeout);
         }
         Some(id)
     }));

@@ -75,6 +75,19 @@ impl Pipeline {
         })
     }
 
+    /// Resolves `stack` into `event` (the frames, the stack text, the culprit). Never panics:
+    /// a failure leaves the event as captured.
+    pub(crate) fn symbolise(&self, stack: RawStack, event: &mut Event) {
+        let mut resolved = event.clone();
+        if catch_unwind(AssertUnwindSafe(|| {
+            stack.resolve_into(&mut resolved, &self.in_app)
+        }))
+        .is_ok()
+        {
+            *event = resolved;
+        }
+    }
+
     /// Builds the final event. Never panics: a panic in `before_send` (or in symbolisation)
     /// drops the event, not the worker.
     pub(crate) fn process(&self, job: Job) -> Result<Event, Discarded> {

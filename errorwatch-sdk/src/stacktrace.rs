@@ -241,6 +241,8 @@ pub struct RawStack {
     ips: Vec<usize>,
     from_panic: bool,
     anchor: Option<Anchor>,
+    /// When the event must go, symbolised or not (a panic about to end the process).
+    deadline: Option<std::time::Instant>,
 }
 
 /// One symbol of a resolved frame (inlined functions give several per frame).
@@ -259,6 +261,7 @@ impl RawStack {
             ips: walk(),
             from_panic: false,
             anchor: Some(anchor),
+            deadline: None,
         }
     }
 
@@ -269,7 +272,20 @@ impl RawStack {
             ips: walk(),
             from_panic: true,
             anchor,
+            deadline: None,
         }
+    }
+
+    /// Gives symbolisation until `deadline`: past it, the event is sent without its frames
+    /// (its culprit line is known already), rather than lost with the process.
+    pub fn symbolised_by(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// When the event must go, symbolised or not.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
     }
 
     /// Symbolises the stack into frames, innermost first, without the capture machinery on

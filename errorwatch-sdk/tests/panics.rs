@@ -20,7 +20,12 @@ fn explode(answer: u32) {
 #[test]
 fn a_panic_is_delivered_before_the_process_exits() {
     if let Ok(url) = std::env::var(CHILD_URL) {
-        let guard = errorwatch_sdk::init(options(&url).capture_panics(true));
+        // A long flush: this test checks the frames, which symbolising must have time for.
+        let guard = errorwatch_sdk::init(
+            options(&url)
+                .capture_panics(true)
+                .panic_flush_timeout(Duration::from_secs(30)),
+        );
         std::mem::forget(guard); // as if the process aborted: no flush on drop
         explode(42);
         return;
@@ -72,6 +77,145 @@ fn a_panic_is_delivered_before_the_process_exits() {
     assert!(event["stack"]
         .as_str()
         .is_some_and(|s| s.contains("explode")));
+}
+
+const LOADED_CHILD_URL: &str = "ERRORWATCH_TEST_LOADED_CHILD_URL";
+
+/// Two processes that keep both cores busy until dropped.
+struct Load(Vec<std::process::Child>);
+
+impl Load {
+    fn both_cores() -> Load {
+        Load(
+            (0..2)
+                .map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("a busy process")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// 20 child processes of this (debug, ~100 MB) binary panic with the default panic flush of
+/// 1 s while two other processes keep both cores busy. Symbolising the binary's debug info
+/// alone can take longer than that: every panic must still arrive, with its culprit line.
+#[test]
+fn panics_are_delivered_within_the_default_flush_on_a_loaded_machine() {
+    if let Ok(url) = std::env::var(LOADED_CHILD_URL) {
+        let guard = errorwatch_sdk::init(options(&url).capture_panics(true));
+        std::mem::forget(guard);
+        explode(std::process::id());
+        return;
+    }
+    let server = Listener::healthy();
+    let _load = Load::both_cores();
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "panics_are_delivered_within_the_default_flush_on_a_loaded_machine",
+                "--test-threads=1",
+            ])
+            .env(LOADED_CHILD_URL, &server.url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("child runs");
+        pids.push(child.id());
+        let output = child.wait_with_output().expect("child ends");
+        assert!(!output.status.success(), "the child panicked");
+    }
+    // Every child has exited: what each delivered is here already.
+    let values: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|request| {
+            let event = request.json();
+            assert_eq!(event["level"], "fatal");
+            assert!(
+                event["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("panics.rs")),
+                "the culprit line, symbolised or not: {event}"
+            );
+            event["exception"]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let lost: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| !values.contains(&format!("boom {pid}")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of 20 panics lost (pids {lost:?})",
+        lost.len()
+    );
+}
+
+const STUCK_CHILD_URL: &str = "ERRORWATCH_TEST_STUCK_CHILD_URL";
+
+/// However long symbolising takes (here it cannot finish at all: another thread holds the
+/// symboliser's lock until the process ends), a panic goes out within the default flush,
+/// with its culprit line, only without its frames.
+#[test]
+fn a_panic_goes_without_its_frames_rather_than_not_at_all() {
+    if let Ok(url) = std::env::var(STUCK_CHILD_URL) {
+        let guard = errorwatch_sdk::init(options(&url).capture_panics(true));
+        std::mem::forget(guard);
+        let (held, holding) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            backtrace::trace(|_| {
+                let _ = held.send(());
+                std::thread::sleep(Duration::from_secs(3600));
+                false
+            });
+        });
+        holding.recv().expect("the lock is held");
+        explode(99);
+        return;
+    }
+    let server = Listener::healthy();
+    let started = std::time::Instant::now();
+    let output = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_panic_goes_without_its_frames_rather_than_not_at_all",
+            "--test-threads=1",
+        ])
+        .env(STUCK_CHILD_URL, &server.url)
+        .output()
+        .expect("child runs");
+    assert!(!output.status.success(), "the child panicked");
+    let requests = server.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the panic was lost (child ran {:?})",
+        started.elapsed()
+    );
+    let event = requests[0].json();
+    assert_eq!(event["exception"]["value"], "boom 99");
+    assert!(event["file"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("panics.rs")));
+    assert!(event["line"].as_u64().is_some_and(|l| l > 0));
 }
 
 #[test]

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::diagnostics::Diagnostics;
 use crate::options::Options;
 use crate::pipeline::{Job, Pipeline};
 use crate::stats::{Counters, Outcome};
@@ -261,7 +260,12 @@ impl Worker {
         }
     }
 
-    fn handle(&self, job: Job, sender: Option<&Arc<HttpSender>>, in_flight: &mut JoinSet<()>) {
+    fn handle(
+        self: &Arc<Self>,
+        job: Job,
+        sender: Option<&Arc<HttpSender>>,
+        in_flight: &mut JoinSet<()>,
+    ) {
         let Some(sender) = sender else {
             self.progress.finish(Outcome::Failed);
             return;
@@ -275,25 +279,62 @@ impl Worker {
             self.progress.finish(Outcome::Failed);
             return;
         }
-        let mut event = match self.pipeline.process(job) {
-            Ok(event) => event,
-            Err(discarded) => {
-                self.progress.finish(discarded.outcome());
+        let worker = self.clone();
+        let sender = sender.clone();
+        in_flight.spawn(async move {
+            let job = worker.symbolise(job).await;
+            let mut event = match worker.pipeline.process(job) {
+                Ok(event) => event,
+                Err(discarded) => {
+                    worker.progress.finish(discarded.outcome());
+                    return;
+                }
+            };
+            // Asked only now, so the one probe after a pause goes to an event really sent.
+            if !sender.breaker.allows(Instant::now()) {
+                worker.progress.finish(Outcome::Failed);
                 return;
             }
-        };
-        // Asked only now, so the one probe after a pause goes to an event that is really sent.
-        if !sender.breaker.allows(Instant::now()) {
-            self.progress.finish(Outcome::Failed);
-            return;
-        }
-        let body = event.to_body();
-        let sender = sender.clone();
-        let progress = self.progress.clone();
-        let diagnostics: Diagnostics = self.pipeline.diagnostics.clone();
-        in_flight.spawn(async move {
-            let outcome = sender.deliver(body, &progress.counters, &diagnostics).await;
-            progress.finish(outcome);
+            let body = event.to_body();
+            let outcome = sender
+                .deliver(
+                    body,
+                    &worker.progress.counters,
+                    &worker.pipeline.diagnostics,
+                )
+                .await;
+            worker.progress.finish(outcome);
         });
+    }
+
+    /// Resolves the job's stack on a blocking thread, so that the runtime thread goes on
+    /// sending while symbols load (a second or more for a large debug binary). A stack with a
+    /// deadline (a panic about to end the process) is waited for until then only: past it,
+    /// the event goes without its frames rather than not at all.
+    async fn symbolise(&self, mut job: Job) -> Job {
+        let Some(stack) = job.stack.take() else {
+            return job;
+        };
+        let deadline = stack.deadline();
+        let pipeline = self.pipeline.clone();
+        let mut event = job.event.clone();
+        let resolving = tokio::task::spawn_blocking(move || {
+            pipeline.symbolise(stack, &mut event);
+            event
+        });
+        let resolved = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), resolving)
+                .await
+                .ok(),
+            None => Some(resolving.await),
+        };
+        match resolved {
+            Some(Ok(event)) => job.event = event,
+            Some(Err(_)) => {}
+            None => self.pipeline.diagnostics.log(format_args!(
+                "a panic's stack was not symbolised in time; sent without its frames"
+            )),
+        }
+        job
     }
 }
