@@ -20,6 +20,9 @@
 //! or the tracing layer reports lands on that request's events only. A handler panic is caught,
 //! reported as `fatal` and answered with a 500 while the server goes on; a 5xx response is
 //! reported with its status; 4xx are not, unless asked.
+//!
+//! Layers may nest (one on the whole app, another on a nested router): the outermost one
+//! reports, with the full URL, and the inner ones step aside, so nothing is reported twice.
 
 #![warn(missing_docs)]
 
@@ -148,7 +151,11 @@ struct RequestInfo {
 fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
     let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let uri = request.uri();
+    // Inside a nested router the URI has lost its prefix; axum keeps the original.
+    let uri = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or(request.uri(), |original| &original.0);
     let url = match (uri.scheme_str(), uri.authority()) {
         (Some(_), Some(_)) => uri.to_string(),
         _ => ew_http::absolute_url(
@@ -200,7 +207,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // An outer layer already watches this request: its scope, its report.
+        if request.extensions().get::<Watched>().is_some() {
+            return ResponseFuture {
+                kind: Kind::Inner {
+                    inner: self.inner.call(request),
+                },
+            };
+        }
+        request.extensions_mut().insert(Watched);
         let send_pii = self.config.sends_pii();
         let info = request_info(&request, send_pii);
         let request = if send_pii && body_is_captured(&request) {
@@ -229,16 +245,32 @@ where
             route: String::new(),
         };
         ResponseFuture {
-            inner: self.config.scoped(guarded),
+            kind: Kind::Watched {
+                inner: self.config.scoped(guarded),
+            },
         }
     }
 }
+
+/// Marks a request an [`ErrorWatchService`] watches, for the layers nested inside it.
+#[derive(Clone, Copy, Debug)]
+struct Watched;
 
 pin_project_lite::pin_project! {
     /// The future of a request handled by [`ErrorWatchService`].
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Scoped<Guarded<F>>,
+        kind: Kind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProjection]
+    enum Kind<F> {
+        // The outermost layer: scope, panics and reports.
+        Watched { #[pin] inner: Scoped<Guarded<F>> },
+        // A layer nested inside another: the request passes through.
+        Inner { #[pin] inner: F },
     }
 }
 
@@ -250,7 +282,10 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        match self.project().kind.project() {
+            KindProjection::Watched { inner } => inner.poll(cx),
+            KindProjection::Inner { inner } => inner.poll(cx),
+        }
     }
 }
 
