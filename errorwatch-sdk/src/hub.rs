@@ -4,11 +4,19 @@
 //! task or a closure gets a scope of its own with [`with_scope`] or [`ScopeFutureExt`], and
 //! that scope is installed on the thread only while the closure runs or the future is being
 //! polled. Thousands of futures interleaved on the same threads each see only their own scope.
-//! Outside any such scope, [`configure_scope`] changes the root scope, which every event sees.
+//!
+//! The root scope, which every event sees, changes only deliberately: through
+//! [`configure_global_scope`], or through [`configure_scope`] outside any scope from the code
+//! that set the SDK up (the thread that called [`init`](crate::init), outside any spawned
+//! task: `main`, typically). Anywhere else outside a scope (a plain `tokio::spawn`, a
+//! `spawn_blocking`, a thread of one's own) [`configure_scope`] changes nothing: those places
+//! run on behalf of whatever request spawned them, and writing the root from there would
+//! put one request's context on every other request's events.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::task::{Context, Poll};
 
@@ -21,6 +29,9 @@ static CLIENT: ArcSwapOption<ClientInner> = ArcSwapOption::const_empty();
 static ROOT_SCOPE: LazyLock<ArcSwap<ScopeData>> = LazyLock::new(ArcSwap::default);
 /// Serialises writers of the root scope; readers never take it.
 static ROOT_WRITE: Mutex<()> = Mutex::new(());
+/// Whether a global client was installed: from then on, only its thread writes the root
+/// scope through [`configure_scope`].
+static ROOT_OWNED: AtomicBool = AtomicBool::new(false);
 
 /// A scope bound to a closure or future, with an optional client that overrides the global
 /// one (the [`testing`](crate::testing) helpers bind their in-memory client this way).
@@ -33,11 +44,15 @@ pub(crate) struct Binding {
 thread_local! {
     static ACTIVE: RefCell<Option<Binding>> = const { RefCell::new(None) };
     static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread installed the global client (and so owns the root scope).
+    static ROOT_OWNER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Installs `client` as the global client.
 pub(crate) fn bind_global_client(client: &Client) {
     CLIENT.store(Some(client.inner_arc()));
+    let _ = ROOT_OWNER.try_with(|owner| owner.set(true));
+    ROOT_OWNED.store(true, Ordering::Relaxed);
 }
 
 /// Removes `client` from the global slot if it is still the one there.
@@ -46,6 +61,7 @@ pub(crate) fn unbind_global_client(client: &Client) {
     if let Some(current) = current.as_ref() {
         if std::ptr::eq(&**current, client.inner_ptr()) {
             CLIENT.compare_and_swap(current, None);
+            ROOT_OWNED.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -90,7 +106,14 @@ fn current_binding() -> Binding {
 }
 
 /// Changes the current scope: the request's or task's own scope inside [`with_scope`] or a
-/// [`ScopeFutureExt`] future, else the process-wide root scope.
+/// [`ScopeFutureExt`] future (the web integrations give every request one).
+///
+/// Outside any scope, it changes the process-wide root scope only from the code that set the
+/// SDK up (the thread that called [`init`](crate::init), outside spawned tasks: `main`);
+/// elsewhere (a plain `tokio::spawn`, `spawn_blocking`, a thread of one's own) the change is
+/// dropped, so one request's context never reaches another's events. Use
+/// [`configure_global_scope`] to change the root from anywhere on purpose, and
+/// [`ScopeFutureExt::with_new_scope`] to give a spawned task its request's context.
 ///
 /// ```
 /// errorwatch_sdk::configure_scope(|scope| {
@@ -122,16 +145,39 @@ pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
             });
             result
         }
-        None => {
-            let _writer = ROOT_WRITE
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut scope = Scope::from_arc(ROOT_SCOPE.load_full());
-            let result = f(&mut scope);
-            ROOT_SCOPE.store(scope.into_arc());
-            result
-        }
+        None if may_write_root() => configure_global_scope(f),
+        // Run on a copy that is then dropped: `f` still runs (its result is the caller's),
+        // and no other request sees what it did.
+        None => f(&mut Scope::from_arc(ROOT_SCOPE.load_full())),
     }
+}
+
+/// Changes the process-wide root scope, which every event sees (forked into every request's
+/// and task's scope made afterwards), from anywhere: for context that really is the whole
+/// process's, such as the service's name or region.
+///
+/// ```
+/// errorwatch_sdk::configure_global_scope(|scope| {
+///     scope.set_tag("region", "eu-west-1");
+/// });
+/// ```
+pub fn configure_global_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
+    let _writer = ROOT_WRITE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut scope = Scope::from_arc(ROOT_SCOPE.load_full());
+    let result = f(&mut scope);
+    ROOT_SCOPE.store(scope.into_arc());
+    result
+}
+
+/// Whether [`configure_scope`] outside any scope may change the root here: before a global
+/// client exists, or on the thread that installed it, outside any spawned task.
+fn may_write_root() -> bool {
+    if !ROOT_OWNED.load(Ordering::Relaxed) {
+        return true;
+    }
+    ROOT_OWNER.try_with(Cell::get).unwrap_or(false) && tokio::task::try_id().is_none()
 }
 
 /// Runs `f` in a scope of its own, forked from the current one: what `f` adds to the scope

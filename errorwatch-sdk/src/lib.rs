@@ -56,7 +56,9 @@ pub use errorwatch_protocol::{
     Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User,
     Value,
 };
-pub use hub::{configure_scope, is_suppressed, with_scope, ScopeFutureExt, Scoped};
+pub use hub::{
+    configure_global_scope, configure_scope, is_suppressed, with_scope, ScopeFutureExt, Scoped,
+};
 pub use options::{env, is_valid_api_key, BeforeSend, DiagnosticsHook, Options, OptionsError};
 pub use scope::Scope;
 pub use scrub::{ScrubOptions, DEFAULT_KEYS as DEFAULT_SCRUB_KEYS, FILTERED};
