@@ -27,6 +27,8 @@ pub mod env {
     pub const ENV: &str = "ERRORWATCH_ENV";
     /// The release, at most 200 characters.
     pub const RELEASE: &str = "ERRORWATCH_RELEASE";
+    /// A PEM file of CA certificates to trust besides the built-in roots (a private CA).
+    pub const CA_FILE: &str = "ERRORWATCH_CA_FILE";
 }
 
 /// A configuration value the SDK cannot use. The message names the variable or option and
@@ -93,6 +95,14 @@ pub enum OptionsError {
         /// The accepted range.
         expected: &'static str,
     },
+    /// A CA certificate cannot be read or used.
+    #[error("{source_name} is not a usable CA certificate: {reason}")]
+    InvalidCertificate {
+        /// The environment variable or option that held it.
+        source_name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// How the client behaves: where it sends, what it sends, and how hard it tries.
@@ -141,6 +151,9 @@ pub struct Options {
     pub(crate) capture_panics: bool,
     pub(crate) debug: bool,
     pub(crate) diagnostics_hook: Option<DiagnosticsHook>,
+    pub(crate) ca_certificates: Vec<Vec<u8>>,
+    pub(crate) ca_source: &'static str,
+    pub(crate) proxy: Option<String>,
 }
 
 impl Default for Options {
@@ -176,6 +189,9 @@ impl Default for Options {
             capture_panics: true,
             debug: false,
             diagnostics_hook: None,
+            ca_certificates: Vec::new(),
+            ca_source: "ca_certificate",
+            proxy: None,
         }
     }
 }
@@ -265,6 +281,14 @@ impl Options {
         }
         options.environment = get(env::ENV);
         options.release = get(env::RELEASE);
+        if let Some(path) = get(env::CA_FILE) {
+            let pem = std::fs::read(&path).map_err(|e| OptionsError::InvalidCertificate {
+                source_name: env::CA_FILE,
+                reason: format!("{path}: {e}"),
+            })?;
+            options.ca_certificates.push(pem);
+            options.ca_source = env::CA_FILE;
+        }
 
         if explicitly_enabled == Some(true) {
             if options.api_url.is_none() {
@@ -311,6 +335,20 @@ impl Options {
                 source_name: "sample_rate",
                 expected: "between 0.0 and 1.0",
             });
+        }
+        for pem in &self.ca_certificates {
+            crate::transport::check_certificate(pem).map_err(|reason| {
+                OptionsError::InvalidCertificate {
+                    source_name: self.ca_source,
+                    reason,
+                }
+            })?;
+        }
+        if let Some(proxy) = &self.proxy {
+            reqwest::Proxy::all(proxy.as_str()).map_err(|e| OptionsError::InvalidUrl {
+                source_name: "proxy",
+                reason: e.to_string(),
+            })?;
         }
         if self.queue_capacity == 0 || self.max_in_flight == 0 {
             return Err(OptionsError::OutOfRange {
@@ -475,6 +513,28 @@ impl Options {
     /// [`diagnostics_hook`](Options::diagnostics_hook). Default: off.
     pub fn debug(mut self, debug: bool) -> Self {
         self.debug = debug;
+        self
+    }
+    /// Trusts the CA certificates of `pem` (one or more, PEM-encoded) besides the built-in
+    /// roots: for a server whose certificate comes from a private CA. Also read from the file
+    /// named by `ERRORWATCH_CA_FILE`. Needs one of the TLS features.
+    ///
+    /// ```no_run
+    /// let pem = std::fs::read("/etc/ssl/private-ca.pem").expect("the CA file");
+    /// let options = errorwatch_sdk::Options::new("https://errors.internal", "ew_live_...")
+    ///     .ca_certificate(pem);
+    /// # let _ = options;
+    /// ```
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificates.push(pem.into());
+        self.ca_source = "ca_certificate";
+        self
+    }
+    /// Sends through the proxy at `url` (`http://host:port`, credentials in the URL if any).
+    /// Without it, the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
+    /// variables apply.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
         self
     }
     /// Receives the SDK's diagnostics instead of stderr (implies [`debug`](Options::debug)).

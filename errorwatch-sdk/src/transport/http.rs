@@ -48,7 +48,16 @@ impl HttpSender {
         let mut api_key = HeaderValue::from_str(options.api_key.as_deref().unwrap_or_default())
             .map_err(|_| "the API key cannot be sent as a header".to_owned())?;
         api_key.set_sensitive(true);
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for pem in &options.ca_certificates {
+            builder = add_certificates(builder, pem)?;
+        }
+        if let Some(proxy) = &options.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|e| format!("the proxy cannot be used: {e}"))?;
+            builder = builder.proxy(proxy);
+        }
+        let client = builder
             .connect_timeout(options.connect_timeout)
             // The request timeout is applied around each whole attempt, answer included, in
             // `attempt`: one place for that rule.
@@ -224,6 +233,49 @@ impl HttpSender {
             .min(MAX_RETRY_DELAY);
         exponential + exponential.mul_f64(fastrand::f64() * 0.5)
     }
+}
+
+/// Whether any TLS stack is compiled in.
+const TLS: bool = cfg!(any(
+    feature = "rustls",
+    feature = "rustls-native-roots",
+    feature = "native-tls"
+));
+
+/// Whether `pem` holds at least one usable certificate: `Err` says why not.
+pub(crate) fn check_certificate(pem: &[u8]) -> Result<(), String> {
+    if !TLS {
+        return Err("no TLS feature is enabled (rustls, rustls-native-roots or native-tls)".into());
+    }
+    add_certificates(reqwest::Client::builder(), pem).map(|_| ())
+}
+
+#[cfg(any(
+    feature = "rustls",
+    feature = "rustls-native-roots",
+    feature = "native-tls"
+))]
+fn add_certificates(
+    mut builder: reqwest::ClientBuilder,
+    pem: &[u8],
+) -> Result<reqwest::ClientBuilder, String> {
+    let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
+    if certificates.is_empty() {
+        return Err("it holds no PEM certificate".into());
+    }
+    for certificate in certificates {
+        builder = builder.add_root_certificate(certificate);
+    }
+    Ok(builder)
+}
+
+#[cfg(not(any(
+    feature = "rustls",
+    feature = "rustls-native-roots",
+    feature = "native-tls"
+)))]
+fn add_certificates(_: reqwest::ClientBuilder, _: &[u8]) -> Result<reqwest::ClientBuilder, String> {
+    Err("no TLS feature is enabled (rustls, rustls-native-roots or native-tls)".into())
 }
 
 /// Whether two URLs share scheme, host and port: where the key may go.

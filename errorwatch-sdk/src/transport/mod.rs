@@ -12,6 +12,7 @@
 
 mod circuit_breaker;
 mod http;
+pub(crate) use http::check_certificate;
 mod rate_limit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
