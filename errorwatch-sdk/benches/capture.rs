@@ -334,9 +334,14 @@ fn memory_child(with_stacks: bool) {
         }
     }
     let took = started.elapsed();
-    client.close(Duration::from_secs(2));
+    // Everything is dealt with (failed fast, the server being down) before the idle period.
+    client.flush(Duration::from_secs(30));
     let after = peak_rss_kib();
     let (anon, file) = (status_kib("RssAnon:"), status_kib("RssFile:"));
+    // Idle past the symboliser's keep time: what is given back.
+    std::thread::sleep(Duration::from_secs(12));
+    let (idle_anon, idle_file) = (status_kib("RssAnon:"), status_kib("RssFile:"));
+    client.close(Duration::from_secs(2));
     let stats = client.stats();
     let kind = if with_stacks {
         "half of them errors with stack traces"
@@ -355,6 +360,11 @@ fn memory_child(with_stacks: bool) {
         "  resident at the end: {:.1} MiB anonymous (heap), {:.1} MiB file-backed (the binary and its debug info, mapped by the symboliser)",
         anon as f64 / 1024.0,
         file as f64 / 1024.0
+    );
+    println!(
+        "  resident after 12 s idle: {:.1} MiB anonymous, {:.1} MiB file-backed",
+        idle_anon as f64 / 1024.0,
+        idle_file as f64 / 1024.0
     );
     println!(
         "  dropped (queue full) {}, failed {}, lost at shutdown {}",

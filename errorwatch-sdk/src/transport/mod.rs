@@ -15,7 +15,7 @@ mod http;
 pub(crate) use http::check_certificate;
 mod rate_limit;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -120,6 +120,7 @@ impl Queue {
             options: options.clone(),
             pipeline,
             progress: progress.clone(),
+            symbols: SymbolCache::default(),
         };
         let worker_stop = stop.clone();
         let thread = thread::Builder::new()
@@ -193,6 +194,50 @@ struct Worker {
     options: Options,
     pipeline: Arc<Pipeline>,
     progress: Arc<Progress>,
+    symbols: SymbolCache,
+}
+
+/// How long the symboliser's memory (a large binary's parsed debug info, and its mapping) is
+/// kept without a stack to symbolise: then it is given back, and loaded again on demand.
+const SYMBOLS_IDLE: Duration = Duration::from_secs(10);
+
+/// Returns the heap's free pages to the system: glibc keeps what the symboliser freed in its
+/// arenas otherwise, and the process would stay at its peak.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory of glibc's own heap; it takes glibc's
+    // arena locks itself and touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Whether the `backtrace` crate's symbol cache holds anything, and whether it was used lately.
+#[derive(Default)]
+struct SymbolCache {
+    loaded: AtomicBool,
+    used_lately: AtomicBool,
+}
+
+impl SymbolCache {
+    fn used(&self) {
+        self.loaded.store(true, Ordering::Relaxed);
+        self.used_lately.store(true, Ordering::Relaxed);
+    }
+
+    /// Once per idle period: empties the cache if nothing was symbolised since the last call.
+    fn release_if_idle(&self) {
+        if self.used_lately.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if self.loaded.swap(false, Ordering::Relaxed) {
+            // It takes the symboliser's lock: never on the runtime thread.
+            tokio::task::spawn_blocking(|| {
+                backtrace::clear_symbol_cache();
+                give_back_freed_memory();
+            });
+        }
+    }
 }
 
 impl Worker {
@@ -234,6 +279,8 @@ impl Worker {
         let mut in_flight = JoinSet::new();
         let stopped = stop.notified();
         tokio::pin!(stopped);
+        let mut idle_check = tokio::time::interval(SYMBOLS_IDLE / 2);
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while in_flight.try_join_next().is_some() {}
             // While the breaker's probe is out, events wait in the queue for its verdict.
@@ -249,6 +296,7 @@ impl Worker {
                     Some(job) => self.handle(job, sender.as_ref(), &mut in_flight),
                     None => break,
                 },
+                _ = idle_check.tick() => self.symbols.release_if_idle(),
             }
         }
         // Every client handle is gone: finish what is in flight, unless told to stop.
@@ -319,6 +367,7 @@ impl Worker {
         let deadline = stack.deadline();
         let pipeline = self.pipeline.clone();
         let mut event = job.event.clone();
+        self.symbols.used();
         let resolving = tokio::task::spawn_blocking(move || {
             pipeline.symbolise(stack, &mut event);
             event
