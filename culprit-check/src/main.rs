@@ -22,7 +22,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let _guard = errorwatch_sdk::init(options);
+    // This probe checks where issues point, frames included: its panic may take as long as
+    // symbolising this debug binary takes on a loaded machine (the panic flush's deadline,
+    // which sends a panic without frames rather than lose it, is tested in errorwatch-sdk).
+    let _guard = errorwatch_sdk::init(options.panic_flush_timeout(Duration::from_secs(30)));
     tracing_subscriber::registry()
         .with(errorwatch_tracing::layer())
         .init();

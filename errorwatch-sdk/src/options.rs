@@ -462,7 +462,9 @@ impl Options {
     ///
     /// Symbolising the stack gets at most 60% of it (loading a large debug binary's symbols
     /// can take longer than the whole flush): past that, the event goes without its frames,
-    /// with its culprit file and line, rather than being lost with the process.
+    /// with its culprit file and line, rather than being lost with the process. Raise it to
+    /// keep the frames of panics in large debug builds; the hook returns as soon as the event
+    /// is sent, so a long timeout costs nothing when the server answers.
     pub fn panic_flush_timeout(mut self, timeout: Duration) -> Self {
         self.panic_flush_timeout = timeout;
         self

@@ -159,9 +159,7 @@ async fn take(
                 Rejection::StoreUnavailable
             }
         })?;
-    if !state.writer.is_open() || state.writer.health().check().is_err() {
-        return Err(Rejection::StoreUnavailable);
-    }
+    writable(state)?;
     if state.dedupe.is_repeat(
         grouping::dedupe_key(project.project_id, &accepted),
         state.config.clock.now(),
@@ -293,11 +291,12 @@ async fn store_checkin(
     Ok(Json(answer).into_response())
 }
 
-/// Whether the store takes writes now.
+/// Whether the server takes writes now: ingestion is not stopped, and the store writes.
 fn writable(state: &AppState) -> Result<(), Rejection> {
-    match state.writer.health().check() {
-        Ok(()) => Ok(()),
-        Err(_) => Err(Rejection::StoreUnavailable),
+    if state.writer.is_open() && state.writer.health().check().is_ok() {
+        Ok(())
+    } else {
+        Err(Rejection::StoreUnavailable)
     }
 }
 
