@@ -7,6 +7,7 @@
 //! it opened and, when unhealthy, tries a small write: it recovers by itself once writes
 //! succeed again, even when a load balancer, trusting `/health/ready`, sends it nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,35 +40,41 @@ struct Pending {
     stored: oneshot::Sender<bool>,
 }
 
-/// Whether the store takes writes, as the last write found.
+/// Whether the store takes writes, as the last write found. Read on every request: a flag
+/// first, the reason only when there is one.
 #[derive(Default)]
 pub struct Health {
-    /// Why the last write failed; `None` while writes succeed.
-    failure: Mutex<Option<String>>,
+    failing: AtomicBool,
+    /// Why the last write failed.
+    reason: Mutex<String>,
 }
 
 impl Health {
     /// `Err(why)` while writes fail.
     pub fn check(&self) -> Result<(), String> {
-        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(why) => Err(why.clone()),
-            None => Ok(()),
+        if !self.failing.load(Ordering::Acquire) {
+            return Ok(());
         }
+        Err(self
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
 
     fn failed(&self, error: &StoreError) {
-        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         let why = error.to_string();
-        if failure.as_deref() != Some(why.as_str()) {
+        if !self.failing.load(Ordering::Acquire) || *reason != why {
             // Loud once per cause, not once per batch.
             tracing::error!(error = %why, "the store cannot write; answering 503 until it can");
         }
-        *failure = Some(why);
+        *reason = why;
+        self.failing.store(true, Ordering::Release);
     }
 
     fn succeeded(&self) {
-        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        if failure.take().is_some() {
+        if self.failing.swap(false, Ordering::AcqRel) {
             tracing::warn!("the store writes again; taking events");
         }
     }

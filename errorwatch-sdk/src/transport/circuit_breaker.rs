@@ -13,6 +13,17 @@ pub(crate) struct CircuitBreaker {
     open_for: Duration,
 }
 
+/// What [`CircuitBreaker::grant`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// Closed: send.
+    Closed,
+    /// Send: the one probe after a pause, whose answer decides.
+    Probe,
+    /// Open, or another event is probing: do not send.
+    Denied,
+}
+
 #[derive(Default)]
 struct State {
     consecutive_failures: u32,
@@ -29,34 +40,30 @@ impl CircuitBreaker {
         }
     }
 
-    /// Whether the breaker is open (or a probe is out) at `now`: a cheap check that grants
-    /// nothing.
-    pub(crate) fn is_open(&self, now: Instant) -> bool {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match state.open_until {
-            None => false,
-            Some(until) => now < until || state.probing,
-        }
-    }
-
     /// Whether the one probe after a pause is out: the worker then waits for its answer
     /// before taking more events, which stay queued rather than fail.
     pub(crate) fn is_probing(&self) -> bool {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).probing
     }
 
-    /// Whether an event may be sent now; after a pause, grants exactly one probe.
-    pub(crate) fn allows(&self, now: Instant) -> bool {
+    /// May an event be sent now, and is it the one probe after a pause?
+    pub(crate) fn grant(&self, now: Instant) -> Grant {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match state.open_until {
-            None => true,
-            Some(until) if now < until => false,
-            Some(_) if state.probing => false,
+            None => Grant::Closed,
+            Some(until) if now < until => Grant::Denied,
+            Some(_) if state.probing => Grant::Denied,
             Some(_) => {
                 state.probing = true;
-                true
+                Grant::Probe
             }
         }
+    }
+
+    /// The probe granted was not sent after all (`before_send` dropped its event): the next
+    /// event may probe instead.
+    pub(crate) fn release_probe(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).probing = false;
     }
 
     /// The server answered (any answer but a 5xx counts: it is reachable).
@@ -81,6 +88,28 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl CircuitBreaker {
+        fn allows(&self, now: Instant) -> bool {
+            self.grant(now) != Grant::Denied
+        }
+    }
+
+    #[test]
+    fn a_probe_not_sent_is_given_back() {
+        let breaker = CircuitBreaker::new(1, Duration::from_secs(30));
+        let now = Instant::now();
+        assert!(breaker.on_failure(now));
+        let later = now + Duration::from_secs(31);
+        assert_eq!(breaker.grant(later), Grant::Probe);
+        assert_eq!(breaker.grant(later), Grant::Denied, "one probe at a time");
+        breaker.release_probe();
+        assert_eq!(
+            breaker.grant(later),
+            Grant::Probe,
+            "the next event probes instead"
+        );
+    }
 
     #[test]
     fn opens_after_the_threshold_and_probes_once_after_the_pause() {

@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::options::Options;
 use crate::pipeline::{Job, Pipeline};
 use crate::stats::{Counters, Outcome};
+use circuit_breaker::Grant;
 use http::HttpSender;
 
 /// Why a job was not queued.
@@ -324,10 +325,16 @@ impl Worker {
             self.progress.finish(Outcome::RateLimited);
             return;
         }
-        if sender.breaker.is_open(now) {
-            self.progress.finish(Outcome::Failed);
-            return;
-        }
+        // Granted here, before the next job is taken: while the one probe after a pause is
+        // out, the loop takes no more jobs, and they wait in the queue for its verdict.
+        let probe = match sender.breaker.grant(now) {
+            Grant::Denied => {
+                self.progress.finish(Outcome::Failed);
+                return;
+            }
+            Grant::Closed => false,
+            Grant::Probe => true,
+        };
         let worker = self.clone();
         let sender = sender.clone();
         in_flight.spawn(async move {
@@ -335,15 +342,13 @@ impl Worker {
             let mut event = match worker.pipeline.process(job) {
                 Ok(event) => event,
                 Err(discarded) => {
+                    if probe {
+                        sender.breaker.release_probe();
+                    }
                     worker.progress.finish(discarded.outcome());
                     return;
                 }
             };
-            // Asked only now, so the one probe after a pause goes to an event really sent.
-            if !sender.breaker.allows(Instant::now()) {
-                worker.progress.finish(Outcome::Failed);
-                return;
-            }
             let body = event.to_body();
             let outcome = sender
                 .deliver(
