@@ -534,7 +534,12 @@ impl Options {
     }
     /// Sends through the proxy at `url` (`http://host:port`, credentials in the URL if any).
     /// Without it, the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
-    /// variables apply.
+    /// variables apply. A URL that cannot be a proxy's is an error of [`Options::validate`].
+    ///
+    /// ```
+    /// let options = errorwatch_sdk::Options::default().proxy("http://proxy.internal:3128");
+    /// assert!(options.validate().is_ok());
+    /// ```
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.proxy = Some(url.into());
         self
