@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
-pub use store::{Group, OpenOptions, Store, StoreError, StoredEvent};
+pub use store::{ApiKey, Group, OpenOptions, Project, Store, StoreError, StoredEvent};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +221,30 @@ pub async fn create_project(
     let now = chrono::Utc::now().timestamp_millis();
     let id = store
         .create_project(name, &keys::hash(secret, &key), &keys::prefix(&key), now)
+        .await?;
+    Ok((id, key))
+}
+
+/// Adds a new API key to a project: its id and the key (the only time it is seen in plain
+/// text). With `key revoke` on the old one, this rotates a project's key.
+///
+/// # Errors
+///
+/// When there is no such project, the store cannot write it, or there is no random source.
+pub async fn add_api_key(
+    store: &Store,
+    secret: &[u8],
+    project_id: i64,
+) -> Result<(i64, String), StartError> {
+    let key = keys::generate().map_err(|e| StartError::Random(e.to_string()))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let id = store
+        .add_api_key(
+            project_id,
+            &keys::hash(secret, &key),
+            &keys::prefix(&key),
+            now,
+        )
         .await?;
     Ok((id, key))
 }

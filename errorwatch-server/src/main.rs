@@ -3,6 +3,10 @@
 //! ```text
 //! errorwatch-server migrate                     # creates the database, or brings it up to date
 //! API_KEY_HASH_SECRET=... errorwatch-server project create checkout [--json]
+//! errorwatch-server project list [--json]
+//! errorwatch-server key list [--project ID] [--json]
+//! API_KEY_HASH_SECRET=... errorwatch-server key create --project ID [--json]
+//! errorwatch-server key revoke KEY_ID
 //! API_KEY_HASH_SECRET=... errorwatch-server serve
 //! ```
 
@@ -42,6 +46,38 @@ enum Command {
         #[command(subcommand)]
         action: ProjectAction,
     },
+    /// Manage API keys: list them, add one, revoke one (to rotate: create, deploy, revoke).
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// List keys (their first characters only), revoked ones included.
+    List {
+        /// Only this project's.
+        #[arg(long)]
+        project: Option<i64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key to a project and print it (shown this once).
+    Create {
+        /// The project.
+        #[arg(long)]
+        project: i64,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: running servers refuse it within 30 s.
+    Revoke {
+        /// The key's id, as `key list` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +87,12 @@ enum ProjectAction {
         /// The project's name.
         name: String,
         /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects.
+    List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -96,22 +138,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Project {
             action: ProjectAction::Create { name, json },
         } => {
-            let config = Config::from_lookup(env, cli.dev).map_err(|e| e.to_string())?;
-            let options = OpenOptions {
-                create_if_missing: config.create_database,
-                max_bytes: config.max_database_bytes,
-            };
-            let store = Store::open(&config.database_url, &options)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (id, key) = errorwatch_server::create_project(
+            let (config, store) = open(cli.dev).await?;
+            let created = errorwatch_server::create_project(
                 &store,
                 config.api_key_hash_secret.as_bytes(),
                 &name,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await;
             store.close().await;
+            let (id, key) = created.map_err(|e| e.to_string())?;
             if json {
                 println!(
                     "{}",
@@ -120,6 +155,101 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 println!("created project {id} ({name}); its API key, shown only now:");
                 println!("{key}");
+            }
+            Ok(())
+        }
+        Command::Project {
+            action: ProjectAction::List { json },
+        } => {
+            let store = open_existing().await?;
+            let projects = store.projects().await;
+            store.close().await;
+            let projects = projects.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({ "projects": projects }));
+            } else {
+                println!(
+                    "{:>4}  {:<24} {:>4}  {:<9} {:>6}  {:>9}  created",
+                    "id", "name", "keys", "ingestion", "sample", "quota"
+                );
+                for p in projects {
+                    println!(
+                        "{:>4}  {:<24} {:>4}  {:<9} {:>6}  {:>9}  {}",
+                        p.id,
+                        p.name,
+                        p.live_keys,
+                        if p.ingestion_enabled { "on" } else { "off" },
+                        p.sample_rate,
+                        p.daily_quota
+                            .map_or_else(|| "none".to_owned(), |q| q.to_string()),
+                        p.created_at
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Key {
+            action: KeyAction::List { project, json },
+        } => {
+            let store = open_existing().await?;
+            let keys = store.api_keys(project).await;
+            store.close().await;
+            let keys = keys.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({ "keys": keys }));
+            } else {
+                println!(
+                    "{:>4}  {:>7}  {:<14} {:<26} revoked",
+                    "id", "project", "starts with", "created"
+                );
+                for k in keys {
+                    println!(
+                        "{:>4}  {:>7}  {:<14} {:<26} {}",
+                        k.id,
+                        k.project_id,
+                        k.prefix,
+                        k.created_at,
+                        k.revoked_at.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Key {
+            action: KeyAction::Create { project, json },
+        } => {
+            let (config, store) = open(false).await?;
+            let added = errorwatch_server::add_api_key(
+                &store,
+                config.api_key_hash_secret.as_bytes(),
+                project,
+            )
+            .await;
+            store.close().await;
+            let (id, key) = added.map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "project": project, "api_key": key })
+                );
+            } else {
+                println!("added key {id} to project {project}; the key, shown only now:");
+                println!("{key}");
+            }
+            Ok(())
+        }
+        Command::Key {
+            action: KeyAction::Revoke { id },
+        } => {
+            let store = open_existing().await?;
+            let revoked = store
+                .revoke_api_key(id, chrono::Utc::now().timestamp_millis())
+                .await;
+            store.close().await;
+            if revoked.map_err(|e| e.to_string())? {
+                println!("revoked key {id}; running servers refuse it within 30 s");
+            } else {
+                println!("key {id} was revoked already");
             }
             Ok(())
         }
@@ -140,6 +270,28 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The settings and the store, for commands that need the key secret.
+async fn open(dev: bool) -> Result<(Config, Store), String> {
+    let env = |name: &str| std::env::var(name).ok();
+    let config = Config::from_lookup(env, dev).map_err(|e| e.to_string())?;
+    let options = OpenOptions {
+        create_if_missing: config.create_database,
+        max_bytes: config.max_database_bytes,
+    };
+    let store = Store::open(&config.database_url, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((config, store))
+}
+
+/// The store of `DATABASE_URL`, for commands that only read or revoke (no secret needed).
+async fn open_existing() -> Result<Store, String> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://errorwatch.db".into());
+    Store::open(&url, &OpenOptions::default())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Raises the open-files limit as far as the system allows, and keeps `max_connections`

@@ -329,3 +329,102 @@ fn an_unwritable_shm_file_is_refused_before_sqlite_maps_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(one_line(&stderr).contains("errorwatch.db-shm"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_are_unique_and_keys_can_be_listed_added_and_revoked() {
+    let dir = std::env::temp_dir().join(format!("ew-cli-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = format!("sqlite://{}", dir.join("errorwatch.db").display());
+    let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
+    let database = ("DATABASE_URL", db.as_str());
+    let json = |stdout: &str| -> serde_json::Value { serde_json::from_str(stdout).expect("JSON") };
+    assert!(run(&["migrate"], &[database]).0);
+
+    let (ok, stdout, _) = run(
+        &["project", "create", "shop", "--json"],
+        &[secret, database],
+    );
+    assert!(ok);
+    let first_key = json(&stdout)["api_key"].as_str().expect("key").to_owned();
+    // A second project of the same name is refused, naming the first.
+    let (ok, _, stderr) = run(&["project", "create", "shop"], &[secret, database]);
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains("\"shop\" exists already") && line.contains("id 1"),
+        "{line}"
+    );
+
+    let (ok, stdout, _) = run(&["project", "list", "--json"], &[database]);
+    assert!(ok);
+    let projects = json(&stdout)["projects"]
+        .as_array()
+        .cloned()
+        .expect("projects");
+    assert_eq!(projects.len(), 1);
+    assert_eq!(
+        (
+            projects[0]["name"].as_str(),
+            projects[0]["liveKeys"].as_i64()
+        ),
+        (Some("shop"), Some(1))
+    );
+
+    // Rotation: add a key, then revoke the first.
+    let (ok, stdout, _) = run(
+        &["key", "create", "--project", "1", "--json"],
+        &[secret, database],
+    );
+    assert!(ok);
+    let second_key = json(&stdout)["api_key"].as_str().expect("key").to_owned();
+    let (ok, stdout, _) = run(&["key", "revoke", "1"], &[database]);
+    assert!(ok && stdout.contains("revoked key 1"), "{stdout}");
+    let (ok, stdout, _) = run(&["key", "revoke", "1"], &[database]);
+    assert!(ok && stdout.contains("revoked already"), "{stdout}");
+    let (ok, _, stderr) = run(&["key", "revoke", "99"], &[database]);
+    assert!(
+        !ok && one_line(&stderr).contains("no API key has id 99"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["key", "create", "--project", "7"], &[secret, database]);
+    assert!(
+        !ok && one_line(&stderr).contains("no project has id 7"),
+        "{stderr}"
+    );
+
+    let (ok, stdout, _) = run(&["key", "list", "--json"], &[database]);
+    assert!(ok);
+    let keys = json(&stdout)["keys"].as_array().cloned().expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0]["revokedAt"].is_string() && keys[1]["revokedAt"].is_null());
+    assert!(
+        !stdout.contains(&first_key) && !stdout.contains(&second_key),
+        "a listing never shows a key"
+    );
+    assert!(second_key.starts_with(keys[1]["prefix"].as_str().expect("prefix")));
+
+    // A server on this store takes the new key and refuses the revoked one.
+    let mut config = errorwatch_server::Config::for_tests(secret.1);
+    config.database_url = db.clone();
+    config.create_database = false;
+    let server = errorwatch_server::Server::start(config)
+        .await
+        .expect("server");
+    let http = reqwest::Client::new();
+    let post = |key: String| {
+        http.post(format!("{}/api/v1/event", server.url()))
+            .header("X-API-Key", key)
+            .body(r#"{"message":"rotated","sdk":{"name":"t","version":"1"}}"#)
+            .send()
+    };
+    assert_eq!(
+        post(second_key).await.expect("answer").status().as_u16(),
+        202
+    );
+    assert_eq!(
+        post(first_key).await.expect("answer").status().as_u16(),
+        401
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,6 +93,8 @@ fn shop() -> Router {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::temp_dir().join(format!("errorwatch-demo-{}", std::process::id()));
+    // A fresh store each run, even if an earlier run with this process id left one behind.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let database = dir.join("errorwatch.db");
     let mut config = Config::for_tests("demo-secret-0123456789");

@@ -50,6 +50,12 @@ pub enum StoreError {
         /// `deleted` or `replaced`.
         what: &'static str,
     },
+    /// A name is taken, or a change would contradict what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// What a command names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// A query failed.
     #[error("store error: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -243,6 +249,42 @@ pub enum GroupSort {
     Count,
 }
 
+/// A project, as the command line lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// Its id.
+    pub id: i64,
+    /// Its name (unique).
+    pub name: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// Whether it accepts events.
+    pub ingestion_enabled: bool,
+    /// Server-side sample rate.
+    pub sample_rate: f64,
+    /// Events per UTC day, if limited.
+    pub daily_quota: Option<i64>,
+    /// Keys not revoked.
+    pub live_keys: i64,
+}
+
+/// An API key, as the command line lists it: never the key, only its first characters.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Its id (what `key revoke` takes).
+    pub id: i64,
+    /// Its project.
+    pub project_id: i64,
+    /// Its first characters, to tell keys apart.
+    pub prefix: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it was revoked (RFC 3339), if it was.
+    pub revoked_at: Option<String>,
+}
+
 /// The store, whichever backend holds it. Cloning it is cheap (the clones share one pool).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -295,6 +337,10 @@ impl Store {
     }
 
     /// Creates a project with one API key (given by its hash) and returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when a project has that name already.
     pub async fn create_project(
         &self,
         name: &str,
@@ -303,6 +349,41 @@ impl Store {
         now: i64,
     ) -> Result<i64, StoreError> {
         with_backend!(self, store => store.create_project(name, key_hash, key_prefix, now).await)
+    }
+
+    /// Every project, by id.
+    pub async fn projects(&self) -> Result<Vec<Project>, StoreError> {
+        with_backend!(self, store => store.projects().await)
+    }
+
+    /// The API keys of one project, or of all, by id; revoked ones included.
+    pub async fn api_keys(&self, project: Option<i64>) -> Result<Vec<ApiKey>, StoreError> {
+        with_backend!(self, store => store.api_keys(project).await)
+    }
+
+    /// Adds a key (given by its hash) to a project; returns the key's id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when there is no such project.
+    pub async fn add_api_key(
+        &self,
+        project_id: i64,
+        key_hash: &str,
+        key_prefix: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        with_backend!(self, store => store.add_api_key(project_id, key_hash, key_prefix, now).await)
+    }
+
+    /// Revokes a key: from the next refresh of a server's key cache (30 s at most), it opens
+    /// nothing. Returns `false` when it was revoked already.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when there is no such key.
+    pub async fn revoke_api_key(&self, key_id: i64, now: i64) -> Result<bool, StoreError> {
+        with_backend!(self, store => store.revoke_api_key(key_id, now).await)
     }
 
     /// Changes a project's ingestion settings.

@@ -22,8 +22,8 @@ use sqlx::{Row, SqlitePool};
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
 use super::{
-    rfc3339, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, ProjectAuth, StoreError,
-    StoredEvent,
+    rfc3339, ApiKey, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, Project, ProjectAuth,
+    StoreError, StoredEvent,
 };
 
 /// SQLite's page size, which `max_bytes` is counted in.
@@ -172,6 +172,18 @@ impl SqliteStore {
         now: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
+        // Checked inside the write transaction, so two creations cannot both pass.
+        let taken: Option<i64> = sqlx::query("SELECT id FROM projects WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if let Some(id) = taken {
+            return Err(StoreError::Conflict(format!(
+                "a project named {name:?} exists already (id {id})"
+            )));
+        }
         let id: i64 =
             sqlx::query("INSERT INTO projects (name, created_at) VALUES (?, ?) RETURNING id")
                 .bind(name)
@@ -188,6 +200,107 @@ impl SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    pub(super) async fn projects(&self) -> Result<Vec<Project>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.name, p.created_at, p.ingestion_enabled, p.sample_rate, p.daily_quota, \
+             (SELECT count(*) FROM api_keys k WHERE k.project_id = p.id AND k.revoked_at IS NULL) \
+             FROM projects p ORDER BY p.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Project {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    created_at: rfc3339(row.try_get(2)?),
+                    ingestion_enabled: row.try_get(3)?,
+                    sample_rate: row.try_get(4)?,
+                    daily_quota: row.try_get(5)?,
+                    live_keys: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn api_keys(&self, project: Option<i64>) -> Result<Vec<ApiKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, project_id, key_prefix, created_at, revoked_at FROM api_keys \
+             WHERE ?1 IS NULL OR project_id = ?1 ORDER BY id",
+        )
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKey {
+                    id: row.try_get(0)?,
+                    project_id: row.try_get(1)?,
+                    prefix: row.try_get(2)?,
+                    created_at: rfc3339(row.try_get(3)?),
+                    revoked_at: row.try_get::<Option<i64>, _>(4)?.map(rfc3339),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn add_api_key(
+        &self,
+        project_id: i64,
+        key_hash: &str,
+        key_prefix: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM projects WHERE id = ?")
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NotFound(format!(
+                "no project has id {project_id}"
+            )));
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO api_keys (project_id, key_hash, key_prefix, created_at) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(project_id)
+        .bind(key_hash)
+        .bind(key_prefix)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub(super) async fn revoke_api_key(&self, key_id: i64, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked_at: Option<Option<i64>> =
+            sqlx::query("SELECT revoked_at FROM api_keys WHERE id = ?")
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+        match revoked_at {
+            None => Err(StoreError::NotFound(format!("no API key has id {key_id}"))),
+            Some(Some(_)) => Ok(false),
+            Some(None) => {
+                sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(key_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
     }
 
     /// Changes a project's ingestion settings.

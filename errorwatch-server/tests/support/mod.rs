@@ -53,7 +53,13 @@ impl TestServer {
         config.admin_api_key = Some(ADMIN.into());
         edit(&mut config);
         let server = Server::start(config).await.expect("server starts");
-        let (project, key) = server.create_project("tests").await.expect("project");
+        // Project names are unique per store: a restart on the same file makes another.
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "tests-{}",
+            STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (project, key) = server.create_project(&name).await.expect("project");
         TestServer {
             server,
             key,
