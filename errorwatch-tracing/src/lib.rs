@@ -22,8 +22,10 @@
 //! What an event carries:
 //! - the `message` field as its message; every other field in `extra`, fields named
 //!   `tag.<name>` in `tags`;
-//! - an `error` field recorded as `&dyn Error` as its exception, with the `source()` chain
-//!   (`#[instrument(err)]` errors too);
+//! - an `error` field recorded as `&dyn Error` as its exception, with its type and the
+//!   `source()` chain. `#[instrument(err)]` records only the error's text: the exception is
+//!   then that text, typed `Error`; log `error = &e as &dyn std::error::Error` to keep the
+//!   type and the chain;
 //! - the event's target, module, file and line, and a frame for that place;
 //! - the names and fields of the active spans (`contexts.spans`), whose fields also join
 //!   `extra` and `tags`, so a request span's fields appear on its errors.
@@ -165,7 +167,8 @@ impl ErrorWatchLayer {
         self
     }
 
-    /// The prefix that marks a field as a tag (`tag.` by default: `tag.region = "eu"`).
+    /// The prefix that marks a field as a tag (`tag.` by default: `tag.region = "eu"`), in
+    /// events and in spans alike; an empty prefix makes no tags.
     pub fn tag_prefix(mut self, prefix: &'static str) -> Self {
         self.tag_prefix = prefix;
         self
@@ -353,7 +356,7 @@ impl ErrorWatchLayer {
             }];
         }
         if self.attach_spans {
-            attach_spans(&mut event, tracing_event, ctx);
+            attach_spans(&mut event, tracing_event, ctx, self.tag_prefix);
         }
         let event = match &self.map_event {
             Some(mapper) => match mapper(event, metadata) {
@@ -380,9 +383,13 @@ impl ErrorWatchLayer {
 }
 
 /// The active spans, outermost first: names in `contexts.spans`, fields into extra and tags
-/// (the event's own fields win).
-fn attach_spans<S>(event: &mut Event, tracing_event: &tracing_core::Event<'_>, ctx: &Context<'_, S>)
-where
+/// (fields named with `tag_prefix`; the event's own fields win).
+fn attach_spans<S>(
+    event: &mut Event,
+    tracing_event: &tracing_core::Event<'_>,
+    ctx: &Context<'_, S>,
+    tag_prefix: &str,
+) where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let Some(scope) = ctx.event_scope(tracing_event) else {
@@ -397,7 +404,10 @@ where
             let mut values = serde_json::Map::new();
             for (key, value) in fields.iter() {
                 values.insert(key.clone(), value.clone());
-                match key.strip_prefix("tag.") {
+                match key
+                    .strip_prefix(tag_prefix)
+                    .filter(|_| !tag_prefix.is_empty())
+                {
                     Some(tag) => {
                         let text = match value {
                             Value::String(text) => text.clone(),

@@ -134,6 +134,41 @@ fn instrument_err_is_reported_as_an_exception_with_the_span() {
 }
 
 #[test]
+fn a_custom_tag_prefix_applies_to_span_fields_as_to_event_fields() {
+    let events = events_with(errorwatch_tracing::layer().tag_prefix("t_"), || {
+        let request = tracing::info_span!("request", t_route = "/pay", tag.kept = "extra");
+        let _entered = request.enter();
+        tracing::error!(t_region = "eu", "charge failed");
+    });
+    let event = &events[0];
+    assert_eq!(
+        event.tag("route"),
+        Some("/pay"),
+        "a span field with the prefix"
+    );
+    assert_eq!(
+        event.tag("region"),
+        Some("eu"),
+        "an event field with the prefix"
+    );
+    assert_eq!(event.tag("kept"), None, "`tag.` is no prefix any more");
+    assert_eq!(event.extra["tag.kept"], "extra");
+
+    let events = events_with(errorwatch_tracing::layer().tag_prefix(""), || {
+        let request = tracing::info_span!("request", route = "/pay");
+        let _entered = request.enter();
+        tracing::error!(region = "eu", "charge failed");
+    });
+    assert_eq!(
+        (events[0].tag("route"), events[0].tag("region")),
+        (None, None),
+        "an empty prefix makes no tags of fields: {:?}",
+        events[0].tags
+    );
+    assert_eq!(events[0].extra["route"], "/pay");
+}
+
+#[test]
 fn span_fields_feed_the_events_inside_them() {
     let events = events(|| {
         let request = tracing::info_span!(
