@@ -252,8 +252,36 @@ impl Client {
         if !self.is_enabled() {
             return None;
         }
-        let anchor = Anchor::caller();
-        let mut event = event_from_error(error);
+        self.capture_error_event(event_from_error(error), Anchor::caller())
+    }
+
+    /// Captures an [`anyhow::Error`] with the current scope: typed by its root cause (not
+    /// `Error`), valued by its message with the context added to it, with the whole chain, and
+    /// with anyhow's own backtrace (in `extra`) when it captured one. The culprit is the line
+    /// that called this, as for [`Client::capture_error`].
+    ///
+    /// ```
+    /// let error = anyhow::Context::context(
+    ///     "12a".parse::<u32>(),
+    ///     "reading the order count",
+    /// )
+    /// .unwrap_err();
+    /// let event = errorwatch_sdk::event_from_anyhow(&error);
+    /// let exception = event.exception.unwrap();
+    /// assert_eq!(exception.ty, "ParseIntError");
+    /// assert_eq!(exception.value, "reading the order count");
+    /// ```
+    #[cfg(feature = "anyhow")]
+    #[track_caller]
+    pub fn capture_anyhow(&self, error: &anyhow::Error) -> Option<EventId> {
+        if !self.is_enabled() {
+            return None;
+        }
+        self.capture_error_event(event_from_anyhow(error), Anchor::caller())
+    }
+
+    /// Captures an event made of an error, anchored at `anchor`.
+    fn capture_error_event(&self, mut event: Event, anchor: Anchor) -> Option<EventId> {
         event.file = Some(anchor.file.clone().into_owned());
         event.line = Some(anchor.line);
         let stack = self
@@ -426,6 +454,35 @@ pub fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
         event
             .extra
             .insert("error.sources".into(), Value::Array(sources));
+    }
+    event
+}
+
+/// The event [`Client::capture_anyhow`] sends for `error`: typed by the root cause, valued by
+/// the outermost message, with the chain below it and anyhow's backtrace when captured.
+///
+/// ```
+/// let error = anyhow::anyhow!("the cache is cold");
+/// let event = errorwatch_sdk::event_from_anyhow(&error);
+/// assert_eq!(event.exception.unwrap().value, "the cache is cold");
+/// ```
+#[cfg(feature = "anyhow")]
+pub fn event_from_anyhow(error: &anyhow::Error) -> Event {
+    let mut event = event_from_error::<dyn Error + Send + Sync>(error.as_ref());
+    if let Some(exception) = event.exception.as_mut() {
+        let root = error.root_cause();
+        // A message made with `anyhow!` has no type of its own: keep its text alone.
+        let ty = type_name_from_debug(root);
+        if !ty.is_empty() && !root.to_string().starts_with(&ty) {
+            exception.ty = ty;
+        }
+    }
+    let backtrace = error.backtrace();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        event.extra.insert(
+            "anyhow.backtrace".into(),
+            Value::from(backtrace.to_string()),
+        );
     }
     event
 }

@@ -50,6 +50,8 @@ mod transport;
 use std::error::Error;
 use std::time::Duration;
 
+#[cfg(feature = "anyhow")]
+pub use client::event_from_anyhow;
 pub use client::event_from_error;
 pub use client::{init, try_init, Client, ClientGuard};
 pub use errorwatch_protocol::{
@@ -87,6 +89,19 @@ pub(crate) const USER_AGENT: &str = concat!("errorwatch-rust/", env!("CARGO_PKG_
 #[track_caller]
 pub fn capture_error<E: Error + ?Sized>(error: &E) -> Option<EventId> {
     Client::current()?.capture_error(error)
+}
+
+/// Captures an [`anyhow::Error`] with the current scope, typed by its root cause, with its
+/// chain and anyhow's own backtrace: see [`Client::capture_anyhow`]. Feature `anyhow`.
+///
+/// ```
+/// let error = anyhow::anyhow!("the cache is cold");
+/// errorwatch_sdk::capture_anyhow(&error); // a no-op until `init`
+/// ```
+#[cfg(feature = "anyhow")]
+#[track_caller]
+pub fn capture_anyhow(error: &anyhow::Error) -> Option<EventId> {
+    Client::current()?.capture_anyhow(error)
 }
 
 /// Captures a message at `level`, with the current scope.
