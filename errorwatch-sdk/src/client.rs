@@ -280,6 +280,27 @@ impl Client {
         self.capture_error_event(event_from_anyhow(error), Anchor::caller())
     }
 
+    /// Captures an [`eyre::Report`] with the current scope: typed by its root cause, valued by
+    /// its message with the context added to it, with the whole chain. The culprit is the line
+    /// that called this, as for [`Client::capture_error`].
+    ///
+    /// ```
+    /// use eyre::WrapErr;
+    /// let report = "12a".parse::<u32>().wrap_err("reading the order count").unwrap_err();
+    /// let event = errorwatch_sdk::event_from_eyre(&report);
+    /// let exception = event.exception.unwrap();
+    /// assert_eq!(exception.ty, "ParseIntError");
+    /// assert_eq!(exception.value, "reading the order count");
+    /// ```
+    #[cfg(feature = "eyre")]
+    #[track_caller]
+    pub fn capture_eyre(&self, report: &eyre::Report) -> Option<EventId> {
+        if !self.is_enabled() {
+            return None;
+        }
+        self.capture_error_event(event_from_eyre(report), Anchor::caller())
+    }
+
     /// Captures an event made of an error, anchored at `anchor`.
     fn capture_error_event(&self, mut event: Event, anchor: Anchor) -> Option<EventId> {
         event.file = Some(anchor.file.clone().into_owned());
@@ -469,14 +490,7 @@ pub fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
 #[cfg(feature = "anyhow")]
 pub fn event_from_anyhow(error: &anyhow::Error) -> Event {
     let mut event = event_from_error::<dyn Error + Send + Sync>(error.as_ref());
-    if let Some(exception) = event.exception.as_mut() {
-        let root = error.root_cause();
-        // A message made with `anyhow!` has no type of its own: keep its text alone.
-        let ty = type_name_from_debug(root);
-        if !ty.is_empty() && !root.to_string().starts_with(&ty) {
-            exception.ty = ty;
-        }
-    }
+    type_by_root_cause(&mut event, error.root_cause());
     let backtrace = error.backtrace();
     if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
         event.extra.insert(
@@ -485,6 +499,35 @@ pub fn event_from_anyhow(error: &anyhow::Error) -> Event {
         );
     }
     event
+}
+
+/// The event [`Client::capture_eyre`] sends for `report`: typed by the root cause, valued by
+/// the outermost message, with the chain below it.
+///
+/// ```
+/// let report = eyre::eyre!("the cache is cold");
+/// let event = errorwatch_sdk::event_from_eyre(&report);
+/// assert_eq!(event.exception.unwrap().value, "the cache is cold");
+/// ```
+#[cfg(feature = "eyre")]
+pub fn event_from_eyre(report: &eyre::Report) -> Event {
+    let mut event = event_from_error::<dyn Error + Send + Sync>(report.as_ref());
+    type_by_root_cause(&mut event, report.root_cause());
+    event
+}
+
+/// Types the event's exception by `root`, the chain's innermost error: what an error
+/// library's wrapper would otherwise hide behind its own type.
+#[cfg(any(feature = "anyhow", feature = "eyre"))]
+fn type_by_root_cause(event: &mut Event, root: &(dyn Error + 'static)) {
+    if let Some(exception) = event.exception.as_mut() {
+        // A message made with `anyhow!` or `eyre!` has no type of its own: its Debug text is
+        // the message, which is no type name.
+        let ty = type_name_from_debug(root);
+        if !ty.is_empty() && !root.to_string().starts_with(&ty) {
+            exception.ty = ty;
+        }
+    }
 }
 
 /// A short name for `E`: `ParseIntError`, `serde_json::Error`, `io::Error`. `None` for trait

@@ -53,6 +53,8 @@ use std::time::Duration;
 #[cfg(feature = "anyhow")]
 pub use client::event_from_anyhow;
 pub use client::event_from_error;
+#[cfg(feature = "eyre")]
+pub use client::event_from_eyre;
 pub use client::{init, try_init, Client, ClientGuard};
 pub use errorwatch_protocol::{
     Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User,
@@ -102,6 +104,19 @@ pub fn capture_error<E: Error + ?Sized>(error: &E) -> Option<EventId> {
 #[track_caller]
 pub fn capture_anyhow(error: &anyhow::Error) -> Option<EventId> {
     Client::current()?.capture_anyhow(error)
+}
+
+/// Captures an [`eyre::Report`] with the current scope, typed by its root cause, with its
+/// chain: see [`Client::capture_eyre`]. Feature `eyre`.
+///
+/// ```
+/// let report = eyre::eyre!("the cache is cold");
+/// errorwatch_sdk::capture_eyre(&report); // a no-op until `init`
+/// ```
+#[cfg(feature = "eyre")]
+#[track_caller]
+pub fn capture_eyre(report: &eyre::Report) -> Option<EventId> {
+    Client::current()?.capture_eyre(report)
 }
 
 /// Captures a message at `level`, with the current scope.
