@@ -217,12 +217,11 @@ pub async fn create_project(
     secret: &[u8],
     name: &str,
 ) -> Result<(i64, String), StartError> {
-    let key = keys::generate().map_err(|e| StartError::Random(e.to_string()))?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let key = NewKey::generate(secret)?;
     let id = store
-        .create_project(name, &keys::hash(secret, &key), &keys::prefix(&key), now)
+        .create_project(name, &key.hash, &key.prefix, key.created_at)
         .await?;
-    Ok((id, key))
+    Ok((id, key.key))
 }
 
 /// Adds a new API key to a project: its id and the key (the only time it is seen in plain
@@ -236,17 +235,31 @@ pub async fn add_api_key(
     secret: &[u8],
     project_id: i64,
 ) -> Result<(i64, String), StartError> {
-    let key = keys::generate().map_err(|e| StartError::Random(e.to_string()))?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let key = NewKey::generate(secret)?;
     let id = store
-        .add_api_key(
-            project_id,
-            &keys::hash(secret, &key),
-            &keys::prefix(&key),
-            now,
-        )
+        .add_api_key(project_id, &key.hash, &key.prefix, key.created_at)
         .await?;
-    Ok((id, key))
+    Ok((id, key.key))
+}
+
+/// A key just generated: itself (shown once), and what the store keeps of it.
+struct NewKey {
+    key: String,
+    hash: String,
+    prefix: String,
+    created_at: i64,
+}
+
+impl NewKey {
+    fn generate(secret: &[u8]) -> Result<NewKey, StartError> {
+        let key = keys::generate().map_err(|e| StartError::Random(e.to_string()))?;
+        Ok(NewKey {
+            hash: keys::hash(secret, &key),
+            prefix: keys::prefix(&key),
+            created_at: chrono::Utc::now().timestamp_millis(),
+            key,
+        })
+    }
 }
 
 /// Deletes events past the retention period, hourly.

@@ -75,18 +75,15 @@ pub struct ReadLimits {
     pub timeout: Duration,
 }
 
-/// Reads `body` whole. The budget is taken before the bytes are: a declared length up front,
-/// then each frame beyond it as it arrives, so a lying or missing `Content-Length` changes
-/// nothing.
+/// Reads `body` whole. The budget is taken before the bytes are: a declared length up front
+/// (the head step has refused one over the limit already), then each frame beyond it as it
+/// arrives, so a lying or missing `Content-Length` changes nothing.
 pub async fn read(
     body: Body,
     declared: Option<usize>,
     limits: ReadLimits,
     budget: &BodyBudget,
 ) -> Result<ReadBody, Rejection> {
-    if declared.is_some_and(|len| len > limits.max_bytes) {
-        return Err(Rejection::PayloadTooLarge);
-    }
     let mut held = None;
     let reserved = declared.unwrap_or(0);
     budget.take(&mut held, reserved)?;

@@ -191,13 +191,7 @@ impl SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;
-        sqlx::query("INSERT INTO api_keys (project_id, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(key_hash)
-            .bind(key_prefix)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        insert_key(&mut tx, id, key_hash, key_prefix, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -264,17 +258,7 @@ impl SqliteStore {
                 "no project has id {project_id}"
             )));
         }
-        let id: i64 = sqlx::query(
-            "INSERT INTO api_keys (project_id, key_hash, key_prefix, created_at) \
-             VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(project_id)
-        .bind(key_hash)
-        .bind(key_prefix)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
+        let id = insert_key(&mut tx, project_id, key_hash, key_prefix, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -860,6 +844,27 @@ fn new_checkin_id() -> String {
         bytes[..8].copy_from_slice(&now.to_le_bytes());
     }
     hex::encode(bytes)
+}
+
+/// Inserts a key (given by its hash) of `project_id` in `tx`; returns the key's id.
+async fn insert_key(
+    tx: &mut WriteTx,
+    project_id: i64,
+    key_hash: &str,
+    key_prefix: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO api_keys (project_id, key_hash, key_prefix, created_at) \
+         VALUES (?, ?, ?, ?) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(key_hash)
+    .bind(key_prefix)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?)
 }
 
 /// A write transaction begun by hand. Dropped without a successful [`WriteTx::commit`], its
