@@ -138,7 +138,21 @@ fn caller_costs() {
 
 /// Calls `f` at a steady `rate` per second for `duration`, and returns each call's latency in
 /// nanoseconds. Between calls the thread spins to the next slot, so nothing is batched.
-fn paced(rate: u64, duration: Duration, mut f: impl FnMut(usize)) -> Vec<u64> {
+fn paced(rate: u64, duration: Duration, f: impl FnMut(usize)) -> Vec<u64> {
+    paced_watching_preemption(rate, duration, f)
+        .into_iter()
+        .map(|(latency, _)| latency)
+        .collect()
+}
+
+/// As [`paced`], with whether the kernel interrupted the thread during each call: the
+/// scheduler preempting it, or a page fault (the thread's involuntary context switches and
+/// faults, read around the call, outside its timing).
+fn paced_watching_preemption(
+    rate: u64,
+    duration: Duration,
+    mut f: impl FnMut(usize),
+) -> Vec<(u64, bool)> {
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let calls = (duration.as_nanos() / interval.as_nanos()) as usize;
     let mut latencies = Vec::with_capacity(calls);
@@ -148,11 +162,31 @@ fn paced(rate: u64, duration: Duration, mut f: impl FnMut(usize)) -> Vec<u64> {
         while Instant::now() < slot {
             std::hint::spin_loop();
         }
+        let preempted_before = preemptions();
         let began = Instant::now();
         f(i);
-        latencies.push(began.elapsed().as_nanos() as u64);
+        let latency = began.elapsed().as_nanos() as u64;
+        latencies.push((latency, preemptions() != preempted_before));
     }
     latencies
+}
+
+/// The calling thread's involuntary context switches and page faults so far.
+#[cfg(target_os = "linux")]
+fn preemptions() -> (i64, i64) {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given; RUSAGE_THREAD is the calling thread.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    (usage.ru_nivcsw, usage.ru_minflt + usage.ru_majflt)
+}
+
+/// Not counted where a thread's own figures are not available.
+#[cfg(not(target_os = "linux"))]
+fn preemptions() -> (i64, i64) {
+    (0, 0)
 }
 
 fn percentiles(name: &str, mut latencies: Vec<u64>) -> (u64, u64) {
@@ -190,11 +224,24 @@ steady {RATE} calls/s for {FOR:?}, latency per call (the worker symbolising mean
     });
     percentiles("control (format the error, no SDK)", control);
     let before = context_switches();
-    let captures = paced(RATE, FOR, |_| {
+    let captures = paced_watching_preemption(RATE, FOR, |_| {
         black_box(client.capture_error(&error));
     });
     let after = context_switches();
-    let (p999, max) = percentiles("capture_error with stack trace", captures);
+    let unpreempted: Vec<u64> = captures
+        .iter()
+        .filter(|(_, preempted)| !preempted)
+        .map(|&(latency, _)| latency)
+        .collect();
+    let preempted = captures.len() - unpreempted.len();
+    let (p999, max) = percentiles(
+        "capture_error with stack trace",
+        captures.into_iter().map(|(latency, _)| latency).collect(),
+    );
+    percentiles(
+        &format!("  the same, {preempted} calls preempted or faulting left out"),
+        unpreempted,
+    );
     println!(
         "  the calling thread meanwhile: {} voluntary context switches (waits), {} involuntary (preempted)",
         after.0 - before.0,

@@ -4,6 +4,7 @@
 //! scrub (so whatever `before_send` adds is scrubbed too), then fit the server's limits.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::diagnostics::Diagnostics;
 use crate::options::{BeforeSend, Options, OptionsError};
@@ -49,6 +50,8 @@ pub(crate) struct Pipeline {
     before_send: Option<BeforeSend>,
     max_breadcrumbs: usize,
     pub(crate) diagnostics: Diagnostics,
+    /// Whether the fallback symboliser was mentioned (once per client).
+    fallback_said: AtomicBool,
 }
 
 impl Pipeline {
@@ -72,6 +75,7 @@ impl Pipeline {
             before_send: options.before_send.clone(),
             max_breadcrumbs: options.max_breadcrumbs,
             diagnostics: Diagnostics::new(options),
+            fallback_said: AtomicBool::new(false),
         })
     }
 
@@ -86,6 +90,28 @@ impl Pipeline {
         {
             *event = resolved;
         }
+        if let Some(why) = crate::stacktrace::symbols::fallback_reason() {
+            if !self.fallback_said.swap(true, Ordering::Relaxed) {
+                self.diagnostics.log(format_args!(
+                    "stacks are symbolised by the backtrace crate ({why}), which holds the \
+                     whole binary's debug info in memory"
+                ));
+            }
+        }
+    }
+
+    /// Resolves `stack` into `event` if its addresses were all resolved before and the
+    /// resolver is free, without waiting; returns whether it did.
+    pub(crate) fn symbolise_cached(&self, stack: &RawStack, event: &mut Event) -> bool {
+        let mut resolved = event.clone();
+        let done = catch_unwind(AssertUnwindSafe(|| {
+            stack.resolve_cached_into(&mut resolved, &self.in_app)
+        }));
+        if matches!(done, Ok(true)) {
+            *event = resolved;
+            return true;
+        }
+        false
     }
 
     /// Builds the final event. Never panics: a panic in `before_send` (or in symbolisation)

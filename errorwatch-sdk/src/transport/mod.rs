@@ -121,7 +121,8 @@ impl Queue {
             options: options.clone(),
             pipeline,
             progress: progress.clone(),
-            symbols: SymbolCache::default(),
+            idle: IdleRelease::default(),
+            symboliser: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let worker_stop = stop.clone();
         let thread = thread::Builder::new()
@@ -195,14 +196,17 @@ struct Worker {
     options: Options,
     pipeline: Arc<Pipeline>,
     progress: Arc<Progress>,
-    symbols: SymbolCache,
+    idle: IdleRelease,
+    /// Taken by the one stack being symbolised on a blocking thread.
+    symboliser: Arc<tokio::sync::Semaphore>,
 }
 
-/// How long the symboliser's memory (a large binary's parsed debug info, and its mapping) is
-/// kept without a stack to symbolise: then it is given back, and loaded again on demand.
-const SYMBOLS_IDLE: Duration = Duration::from_secs(10);
+/// How long the worker must have had nothing to do before it gives memory back: the
+/// symboliser's (the executable's mapping, its map of units, the resolved addresses), loaded
+/// again on demand, and the heap pages a burst of events left free.
+const IDLE_RELEASE: Duration = Duration::from_secs(10);
 
-/// Returns the heap's free pages to the system: glibc keeps what the symboliser freed in its
+/// Returns the heap's free pages to the system: glibc keeps what a burst freed in its
 /// arenas otherwise, and the process would stay at its peak.
 fn give_back_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -213,31 +217,43 @@ fn give_back_freed_memory() {
     }
 }
 
-/// Whether the `backtrace` crate's symbol cache holds anything, and whether it was used lately.
+/// What the worker did since memory was last given back.
 #[derive(Default)]
-struct SymbolCache {
-    loaded: AtomicBool,
-    used_lately: AtomicBool,
+struct IdleRelease {
+    /// A job was taken since the last check.
+    busy_lately: AtomicBool,
+    /// Jobs were taken since memory was last given back.
+    worked: AtomicBool,
+    /// A stack was symbolised since the symboliser was last released.
+    symbolised: AtomicBool,
 }
 
-impl SymbolCache {
-    fn used(&self) {
-        self.loaded.store(true, Ordering::Relaxed);
-        self.used_lately.store(true, Ordering::Relaxed);
+impl IdleRelease {
+    fn job_taken(&self) {
+        self.busy_lately.store(true, Ordering::Relaxed);
+        self.worked.store(true, Ordering::Relaxed);
     }
 
-    /// Once per idle period: empties the cache if nothing was symbolised since the last call.
+    fn symbolising(&self) {
+        self.symbolised.store(true, Ordering::Relaxed);
+    }
+
+    /// Once per idle period: gives memory back if nothing happened since the last call.
     fn release_if_idle(&self) {
-        if self.used_lately.swap(false, Ordering::Relaxed) {
+        if self.busy_lately.swap(false, Ordering::Relaxed) {
             return;
         }
-        if self.loaded.swap(false, Ordering::Relaxed) {
-            // It takes the symboliser's lock: never on the runtime thread.
-            tokio::task::spawn_blocking(|| {
-                backtrace::clear_symbol_cache();
-                give_back_freed_memory();
-            });
+        if !self.worked.swap(false, Ordering::Relaxed) {
+            return;
         }
+        let symbolised = self.symbolised.swap(false, Ordering::Relaxed);
+        // Both take locks another thread may hold a while: never on the runtime thread.
+        tokio::task::spawn_blocking(move || {
+            if symbolised {
+                crate::stacktrace::symbols::release();
+            }
+            give_back_freed_memory();
+        });
     }
 }
 
@@ -280,7 +296,7 @@ impl Worker {
         let mut in_flight = JoinSet::new();
         let stopped = stop.notified();
         tokio::pin!(stopped);
-        let mut idle_check = tokio::time::interval(SYMBOLS_IDLE / 2);
+        let mut idle_check = tokio::time::interval(IDLE_RELEASE / 2);
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while in_flight.try_join_next().is_some() {}
@@ -294,10 +310,13 @@ impl Worker {
                 _ = &mut stopped => return,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 job = rx.recv(), if has_room => match job {
-                    Some(job) => self.handle(job, sender.as_ref(), &mut in_flight),
+                    Some(job) => {
+                        self.idle.job_taken();
+                        self.handle(job, sender.as_ref(), &mut in_flight);
+                    }
                     None => break,
                 },
-                _ = idle_check.tick() => self.symbols.release_if_idle(),
+                _ = idle_check.tick() => self.idle.release_if_idle(),
             }
         }
         // Every client handle is gone: finish what is in flight, unless told to stop.
@@ -369,14 +388,26 @@ impl Worker {
         let Some(stack) = job.stack.take() else {
             return job;
         };
+        self.idle.symbolising();
+        // A stack seen before costs lookups: no thread for it.
+        if self.pipeline.symbolise_cached(&stack, &mut job.event) {
+            return job;
+        }
         let deadline = stack.deadline();
         let pipeline = self.pipeline.clone();
         let mut event = job.event.clone();
-        self.symbols.used();
-        let resolving = tokio::task::spawn_blocking(move || {
-            pipeline.symbolise(stack, &mut event);
-            event
-        });
+        let symboliser = self.symboliser.clone();
+        // One stack at a time: the resolver serves one anyway, and threads waiting their
+        // turn would only add to the process's threads (and to its malloc arenas' sharing).
+        let resolving = async move {
+            let turn = symboliser.acquire_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                pipeline.symbolise(stack, &mut event);
+                event
+            })
+            .await
+        };
         let resolved = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), resolving)
                 .await

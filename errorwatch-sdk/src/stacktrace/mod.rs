@@ -6,6 +6,12 @@
 
 use errorwatch_protocol::{Event, Frame};
 
+#[cfg(target_os = "linux")]
+mod dwarf;
+pub(crate) mod symbols;
+
+use symbols::Symbol;
+
 /// Crates whose frames are never the application's.
 const NOT_IN_APP_CRATES: &[&str] = &[
     "std",
@@ -245,14 +251,6 @@ pub struct RawStack {
     deadline: Option<std::time::Instant>,
 }
 
-/// One symbol of a resolved frame (inlined functions give several per frame).
-struct Symbol {
-    name: Option<String>,
-    filename: Option<String>,
-    lineno: Option<u32>,
-    colno: Option<u32>,
-}
-
 impl RawStack {
     /// Walks the current thread's stack (instruction pointers only) for a capture made at
     /// `anchor`: the resolved stack starts at the frame of that line.
@@ -291,17 +289,32 @@ impl RawStack {
     /// Symbolises the stack into frames, innermost first, without the capture machinery on
     /// top, and fills the event's `frames`, `stack` and (unless already set) `file`/`line`.
     pub fn resolve_into(self, event: &mut Event, rules: &InAppRules) {
-        let mut symbols = Vec::with_capacity(self.ips.len());
-        for &ip in &self.ips {
-            backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
-                symbols.push(Symbol {
-                    name: symbol.name().map(|name| strip_hash(format!("{name:#}"))),
-                    filename: symbol.filename().map(|path| path.display().to_string()),
-                    lineno: symbol.lineno(),
-                    colno: symbol.colno(),
-                });
-            });
+        let resolved = symbols::resolve(&self.ips);
+        self.fill(&resolved, event, rules);
+    }
+
+    /// As [`RawStack::resolve_into`] when every address was resolved before (a repeated
+    /// stack) and the resolver is free: costs lookups only, so it may run anywhere. Returns
+    /// whether it did.
+    pub fn resolve_cached_into(&self, event: &mut Event, rules: &InAppRules) -> bool {
+        match symbols::resolve_cached(&self.ips) {
+            Some(resolved) => {
+                self.fill(&resolved, event, rules);
+                true
+            }
+            None => false,
         }
+    }
+
+    fn fill(&self, resolved: &[std::sync::Arc<[Symbol]>], event: &mut Event, rules: &InAppRules) {
+        let symbols: Vec<Symbol> = resolved
+            .iter()
+            .flat_map(|resolved| resolved.iter().cloned())
+            .map(|mut symbol| {
+                symbol.name = symbol.name.map(strip_hash);
+                symbol
+            })
+            .collect();
         let starts_with_any = |index: usize, prefixes: &[&str]| {
             symbols[index]
                 .name
@@ -494,6 +507,6 @@ mod tests {
             .file
             .as_deref()
             .unwrap_or("")
-            .ends_with("stacktrace.rs"));
+            .ends_with("stacktrace/mod.rs"));
     }
 }
