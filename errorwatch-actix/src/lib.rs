@@ -27,6 +27,12 @@
 
 #![warn(missing_docs)]
 
+/// The README's examples, compiled (and run where they can be) as doctests: what a user copies
+/// from it builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 use std::future::{ready, Future, Ready};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;

@@ -33,7 +33,7 @@ async fn user_handler(path: web::Path<u32>) -> Result<String, StorageError> {
         format!("crumb-{id}"),
     ));
     actix_web::rt::time::sleep(Duration::from_millis(u64::from(id % 5))).await;
-    if id % 2 == 0 {
+    if id.is_multiple_of(2) {
         Err(StorageError(format!("user {id}")))
     } else {
         errorwatch_sdk::capture_message(&format!("odd user {id}"), errorwatch_sdk::Level::Warning);

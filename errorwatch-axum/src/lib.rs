@@ -26,6 +26,12 @@
 
 #![warn(missing_docs)]
 
+/// The README's examples, compiled (and run where they can be) as doctests: what a user copies
+/// from it builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};

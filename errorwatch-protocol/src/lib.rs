@@ -22,6 +22,12 @@
 
 #![warn(missing_docs)]
 
+/// The README's examples, compiled (and run where they can be) as doctests: what a user copies
+/// from it builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod api_key;
 mod event;
 pub mod json;

@@ -35,6 +35,12 @@
 
 #![warn(missing_docs)]
 
+/// The README's examples, compiled (and run where they can be) as doctests: what a user copies
+/// from it builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod fields;
 
 use std::fmt;
