@@ -41,14 +41,14 @@ use std::sync::Arc;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::HttpMessage;
-use errorwatch_sdk::http as ew_http;
-use errorwatch_sdk::panic::CatchPanic;
+use errorwatch_sdk::integration;
+use errorwatch_sdk::integration::CatchPanic;
 use errorwatch_sdk::Exception;
 use futures_core::Stream;
 
-pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
+pub use errorwatch_sdk::integration::{AlreadyReported, ReportStatuses};
 
-type Config = ew_http::MiddlewareOptions;
+type Config = integration::MiddlewareOptions;
 
 /// The middleware. `ErrorWatch::new()` has the defaults: 5xx reported, 4xx not, panics caught,
 /// personal data as the client's `send_default_pii` says.
@@ -135,6 +135,13 @@ pub struct ErrorWatchMiddleware<S> {
     config: Arc<Config>,
 }
 
+impl<S> std::fmt::Debug for ErrorWatchMiddleware<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorWatchMiddleware")
+            .finish_non_exhaustive()
+    }
+}
+
 type Answer<B> = Result<ServiceResponse<B>, actix_web::Error>;
 
 impl<S, B> Service<ServiceRequest> for ErrorWatchMiddleware<S>
@@ -158,7 +165,7 @@ where
             let length =
                 header(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
             length.is_some()
-                && ew_http::captures_body(header(actix_web::http::header::CONTENT_TYPE), length)
+                && integration::captures_body(header(actix_web::http::header::CONTENT_TYPE), length)
         };
         let method = request.method().as_str().to_owned();
         let route = request
@@ -172,12 +179,12 @@ where
                 info.realip_remote_addr().map(str::to_owned),
             )
         };
-        let url = ew_http::absolute_url(
+        let url = integration::request_url(
             &scheme,
             Some(&host),
             request.uri().path_and_query().map_or("/", |p| p.as_str()),
         );
-        let ew_request = ew_http::request(
+        let ew_request = integration::request(
             &method,
             &url,
             request.headers().iter().filter_map(|(name, value)| {
@@ -212,10 +219,10 @@ where
             let mut request = request;
             if capture_body {
                 let body = read_payload(&mut request).await;
-                ew_http::attach_request_body(&body);
+                integration::attach_request_body(&body);
             }
             let outcome = if config.catch_panics {
-                match errorwatch_sdk::panic::catching_panics(|| {
+                match errorwatch_sdk::integration::catching_panics(|| {
                     catch_unwind(AssertUnwindSafe(|| service.call(request)))
                 }) {
                     Ok(future) => CatchPanic::new(future).await,
@@ -233,7 +240,7 @@ where
                     // actix turns the error into a response after us: report what it will be.
                     let status = error.as_response_error().status_code().as_u16();
                     if config.statuses.reports(status) {
-                        errorwatch_sdk::capture_event(ew_http::status_event(
+                        errorwatch_sdk::capture_event(integration::status_event(
                             status,
                             &method,
                             &route,
@@ -243,7 +250,7 @@ where
                     Err(error)
                 }
                 Err(payload) => {
-                    ew_http::report_caught_panic(payload.as_ref());
+                    integration::report_caught_panic(payload.as_ref());
                     // actix renders the error as a 500; the panic is already reported.
                     Err(actix_web::error::ErrorInternalServerError(
                         "Internal Server Error",
@@ -296,7 +303,7 @@ impl futures_core::Stream for Replay {
 }
 
 fn exception_of(error: &actix_web::Error) -> Exception {
-    Exception::new(ew_http::type_name_from_debug(error), error.to_string())
+    Exception::new(integration::type_name_from_debug(error), error.to_string())
 }
 
 fn report_response<B>(
@@ -316,5 +323,5 @@ fn report_response<B>(
         return;
     }
     let cause = response.response().error().map(exception_of);
-    errorwatch_sdk::capture_event(ew_http::status_event(status, method, route, cause));
+    errorwatch_sdk::capture_event(integration::status_event(status, method, route, cause));
 }

@@ -39,12 +39,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use errorwatch_sdk::http as ew_http;
-use errorwatch_sdk::panic::CatchPanic;
+use errorwatch_sdk::integration;
+use errorwatch_sdk::integration::CatchPanic;
 use errorwatch_sdk::{Exception, Scoped, User};
 use http::{Request, Response, StatusCode};
 
-pub use errorwatch_sdk::http::{AlreadyReported, ReportStatuses};
+pub use errorwatch_sdk::integration::{AlreadyReported, ReportStatuses};
 
 /// Attach this to a response (in its extensions) to name the error behind it: the report then
 /// carries its type and message instead of the bare status.
@@ -73,7 +73,7 @@ impl HandlerError {
     }
 }
 
-type Config = ew_http::MiddlewareOptions;
+type Config = integration::MiddlewareOptions;
 
 /// The layer. `ErrorWatchLayer::new()` has the defaults: 5xx reported, 4xx not, panics caught,
 /// personal data as the client's `send_default_pii` says.
@@ -150,7 +150,7 @@ pub struct ErrorWatchService<S> {
 struct RequestInfo {
     method: String,
     route: String,
-    request: errorwatch_sdk::Request,
+    request: errorwatch_sdk::protocol::Request,
     client_ip: Option<String>,
 }
 
@@ -164,7 +164,7 @@ fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
         .map_or(request.uri(), |original| &original.0);
     let url = match (uri.scheme_str(), uri.authority()) {
         (Some(_), Some(_)) => uri.to_string(),
-        _ => ew_http::absolute_url(
+        _ => integration::request_url(
             header("x-forwarded-proto").unwrap_or("http"),
             header("host").or(uri.authority().map(|a| a.as_str())),
             uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -175,7 +175,7 @@ fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| uri.path().to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
-    let ew_request = ew_http::request(
+    let ew_request = integration::request(
         &method,
         &url,
         headers
@@ -188,7 +188,7 @@ fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
                 .extensions()
                 .get::<axum::extract::ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
-            ew_http::client_ip(header("x-forwarded-for"), header("x-real-ip"), peer)
+            integration::client_ip(header("x-forwarded-for"), header("x-real-ip"), peer)
         })
         .flatten();
     RequestInfo {
@@ -232,7 +232,7 @@ where
         };
         // Calling the inner service may panic too (before any future exists).
         let called = if self.config.catch_panics {
-            errorwatch_sdk::panic::catching_panics(|| {
+            errorwatch_sdk::integration::catching_panics(|| {
                 catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
             })
         } else {
@@ -364,7 +364,7 @@ fn body_is_captured<B>(request: &Request<B>) -> bool {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    ew_http::captures_body(content_type, length)
+    integration::captures_body(content_type, length)
 }
 
 /// Wraps an axum body so that what the handler reads is also kept for the report; any other
@@ -422,7 +422,7 @@ impl http_body::Body for TeeBody {
         let ended = match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    if this.seen.len() + data.len() > ew_http::MAX_REQUEST_BODY {
+                    if this.seen.len() + data.len() > integration::MAX_REQUEST_BODY {
                         *this.overflowed = true;
                         this.seen.clear();
                     } else if !*this.overflowed {
@@ -438,7 +438,7 @@ impl http_body::Body for TeeBody {
             *this.attached = true;
             if !*this.overflowed && !this.seen.is_empty() {
                 // Read inside the handler, so inside the request's scope.
-                ew_http::attach_request_body(this.seen);
+                integration::attach_request_body(this.seen);
             }
         }
         polled
@@ -464,7 +464,7 @@ fn internal_error<ResBody: From<&'static str>>() -> Response<ResBody> {
 fn answer_panic<ResBody: From<&'static str>>(
     payload: &(dyn std::any::Any + Send),
 ) -> Response<ResBody> {
-    ew_http::report_caught_panic(payload);
+    integration::report_caught_panic(payload);
     internal_error()
 }
 
@@ -482,7 +482,7 @@ fn report_status<ResBody>(
         .extensions()
         .get::<HandlerError>()
         .map(|error| error.0.clone());
-    errorwatch_sdk::capture_event(ew_http::status_event(status, method, route, cause));
+    errorwatch_sdk::capture_event(integration::status_event(status, method, route, cause));
 }
 
 /// The user of this request, for handlers that know who is calling (a convenience over

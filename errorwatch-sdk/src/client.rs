@@ -42,6 +42,16 @@ pub struct Client {
     inner: Arc<ClientInner>,
 }
 
+/// Whether it sends, and its counters; never its key.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("enabled", &self.is_enabled())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct ClientInner {
     sink: Sink,
     pipeline: Arc<Pipeline>,
@@ -49,6 +59,7 @@ pub(crate) struct ClientInner {
     sample_rate: f64,
     attach_stacktrace: bool,
     send_default_pii: bool,
+    #[cfg_attr(not(feature = "panic"), allow(dead_code))]
     pub(crate) panic_flush_timeout: Duration,
     shutdown_timeout: Duration,
     closed: AtomicBool,
@@ -66,6 +77,12 @@ enum Sink {
 impl Client {
     /// A client for `options`: it starts the transport thread when the options name a server
     /// and a key, and is a silent no-op otherwise.
+    ///
+    /// # Errors
+    ///
+    /// When an option is invalid ([`Options::validate`]): a malformed URL or key, a value out
+    /// of range, a CA certificate that does not parse, or scrubbing patterns that do not
+    /// compile. Nothing is sent then, rather than something unscrubbed or to the wrong place.
     pub fn new(options: Options) -> Result<Client, OptionsError> {
         options.validate()?;
         let counters = Arc::new(Counters::default());
@@ -388,6 +405,7 @@ impl Client {
 /// // dropped at the end of main: waits at most `shutdown_timeout` (2 s by default)
 /// ```
 #[must_use = "the client stops when the guard is dropped: bind it with `let _guard = ...`"]
+#[derive(Debug)]
 pub struct ClientGuard {
     client: Client,
 }
@@ -431,6 +449,10 @@ pub fn init(options: Options) -> ClientGuard {
 
 /// Like [`init`], but returns invalid options as an error.
 ///
+/// # Errors
+///
+/// As [`Client::new`]: when an option is invalid.
+///
 /// ```
 /// let result = errorwatch_sdk::try_init(errorwatch_sdk::Options::new("not a url", "ew_live_x"));
 /// assert!(result.is_err());
@@ -439,6 +461,7 @@ pub fn try_init(options: Options) -> Result<ClientGuard, OptionsError> {
     let capture_panics = options.capture_panics;
     let client = Client::new(options)?;
     if client.is_enabled() && capture_panics {
+        #[cfg(feature = "panic")]
         crate::panic::install_hook();
     }
     crate::hub::bind_global_client(&client);

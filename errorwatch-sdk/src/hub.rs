@@ -337,7 +337,7 @@ pub(crate) fn bind_future<F: Future>(future: F, binding: Binding) -> Scoped<F> {
 /// Integrations such as the tracing layer check it to skip work early.
 ///
 /// ```
-/// assert!(!errorwatch_sdk::is_suppressed());
+/// assert!(!errorwatch_sdk::integration::is_suppressed());
 /// ```
 pub fn is_suppressed() -> bool {
     SUPPRESSED.try_with(Cell::get).unwrap_or(true)

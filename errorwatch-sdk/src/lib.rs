@@ -41,10 +41,10 @@ struct ReadmeDoctests;
 
 mod client;
 mod diagnostics;
-pub mod http;
 mod hub;
+pub mod integration;
 mod options;
-pub mod panic;
+mod panic;
 mod pipeline;
 mod scope;
 mod scrub;
@@ -62,25 +62,15 @@ pub use client::event_from_error;
 #[cfg(feature = "eyre")]
 pub use client::event_from_eyre;
 pub use client::{init, try_init, Client, ClientGuard};
-pub use errorwatch_protocol::{
-    Breadcrumb, Event, EventId, Exception, Frame, Level, Map, Request, SdkInfo, Timestamp, User,
-    Value,
-};
-pub use hub::{
-    configure_global_scope, configure_scope, is_suppressed, with_scope, ScopeFutureExt, Scoped,
-};
-pub use options::{env, is_valid_api_key, BeforeSend, DiagnosticsHook, Options, OptionsError};
+/// The whole wire contract: every event type (`Frame`, `Request`, `Timestamp`...), the limits
+/// and the validator, for code that builds or inspects events in detail.
+pub use errorwatch_protocol as protocol;
+pub use errorwatch_protocol::{Breadcrumb, Event, EventId, Exception, Level, Map, User, Value};
+pub use hub::{configure_global_scope, configure_scope, with_scope, ScopeFutureExt, Scoped};
+pub use options::{env, BeforeSend, DiagnosticsHook, Options, OptionsError};
 pub use scope::Scope;
-pub use scrub::{ScrubOptions, DEFAULT_KEYS as DEFAULT_SCRUB_KEYS, FILTERED};
+pub use scrub::ScrubOptions;
 pub use stats::Stats;
-
-/// Re-exported so [`ScrubOptions::pattern`] can be called without naming the crate.
-pub use regex::Regex;
-
-/// The name this SDK reports in `sdk.name`.
-pub const SDK_NAME: &str = SdkInfo::RUST_NAME;
-/// The version this SDK reports in `sdk.version`.
-pub const SDK_VERSION: &str = SdkInfo::RUST_VERSION;
 pub(crate) const USER_AGENT: &str = concat!("errorwatch-rust/", env!("CARGO_PKG_VERSION"));
 
 /// Captures an error, its `source()` chain and (by default) a stack trace, with the current
@@ -146,19 +136,6 @@ pub fn capture_message(message: &str, level: Level) -> Option<EventId> {
 pub fn capture_event(event: Event) -> Option<EventId> {
     let client = Client::current()?;
     client.capture_event(event, &hub::current_scope())
-}
-
-/// Captures a ready-made event that happened at `file:line`, with the current scope: for
-/// integrations that know the user's line but are not called from it directly (the tracing
-/// layer passes an `error!`'s place). The stack trace starts at the frame of that line.
-///
-/// ```
-/// use errorwatch_sdk::{capture_event_at, Event, Level};
-/// capture_event_at(Event::message("slow query", Level::Error), file!(), line!());
-/// ```
-pub fn capture_event_at(event: Event, file: &str, line: u32) -> Option<EventId> {
-    let client = Client::current()?;
-    client.capture_event_at(event, &hub::current_scope(), file, line)
 }
 
 /// Adds a breadcrumb to the current scope; the next events carry the newest 100.

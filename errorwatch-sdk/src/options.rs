@@ -233,6 +233,11 @@ impl Options {
     /// then gives a client that reports nothing, silently. A malformed value is an error that
     /// names the variable (and never shows the key).
     ///
+    /// # Errors
+    ///
+    /// When a variable is set to something invalid (a malformed URL or key, a flag that is
+    /// not one, an unreadable `ERRORWATCH_CA_FILE`): the error names the variable.
+    ///
     /// ```
     /// let options = errorwatch_sdk::Options::from_env().expect("valid ERRORWATCH_* variables");
     /// # let _ = options;
@@ -242,6 +247,10 @@ impl Options {
     }
 
     /// [`Options::from_env`] over any source of variables (a map in tests, a config file...).
+    ///
+    /// # Errors
+    ///
+    /// As [`Options::from_env`], for the values `lookup` gives.
     ///
     /// ```
     /// use errorwatch_sdk::{Options, OptionsError};
@@ -319,6 +328,12 @@ impl Options {
     }
 
     /// Checks every value; [`init`](crate::init) calls it too.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid value, named by its option or variable: a URL that is not `http` or
+    /// `https`, a malformed key, a value beyond the server's limits or out of its range, or a
+    /// CA certificate that does not parse.
     pub fn validate(&self) -> Result<(), OptionsError> {
         if let Some(url) = &self.api_url {
             endpoint_url(url, self.url_source)?;
@@ -506,7 +521,9 @@ impl Options {
         self.attach_stacktrace = attach;
         self
     }
-    /// Installs the panic hook at [`init`](crate::init). Default: on.
+    /// Installs the panic hook at [`init`](crate::init). Default: on. Needs the `panic`
+    /// feature (a default one): without it there is no hook, and panics are reported only
+    /// where an integration catches them (a web handler's).
     pub fn capture_panics(mut self, capture: bool) -> Self {
         self.capture_panics = capture;
         self
@@ -556,10 +573,10 @@ impl Options {
 /// `[A-Za-z0-9_-]`.
 ///
 /// ```
-/// assert!(errorwatch_sdk::is_valid_api_key("ew_test_abcdefghijklmnopqrstuvwxyz012345"));
-/// assert!(!errorwatch_sdk::is_valid_api_key("ew_live_short"));
+/// assert!(errorwatch_sdk::protocol::api_key::is_well_formed("ew_test_abcdefghijklmnopqrstuvwxyz012345"));
+/// assert!(!errorwatch_sdk::protocol::api_key::is_well_formed("ew_live_short"));
 /// ```
-pub fn is_valid_api_key(key: &str) -> bool {
+pub(crate) fn is_valid_api_key(key: &str) -> bool {
     errorwatch_protocol::api_key::is_well_formed(key)
 }
 

@@ -1,14 +1,12 @@
 //! The panic hook: every panic becomes a `fatal` event, sent before the thread goes on dying.
 
 use std::cell::Cell;
-use std::panic::{self, PanicHookInfo};
-use std::sync::Once;
+use std::panic;
 
-use crate::pipeline::Job;
-use crate::stacktrace::{Anchor, RawStack};
-use errorwatch_protocol::{Event, EventId, Exception, Level};
+use errorwatch_protocol::EventId;
 
-static INSTALL: Once = Once::new();
+#[cfg(feature = "panic")]
+pub use hook::install_hook;
 
 thread_local! {
     /// Set while an integration runs code whose panics it catches and reports itself.
@@ -17,66 +15,6 @@ thread_local! {
     static LAST_PANIC: Cell<Option<EventId>> = const { Cell::new(None) };
     /// Guards against a panic inside the hook's own reporting.
     static IN_HOOK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Installs the panic hook (once per process; [`init`](crate::init) does it for you). The
-/// previous hook still runs after ours, so the usual message still reaches stderr.
-///
-/// The hook reports to the client current on the panicking thread, then waits up to the
-/// client's `panic_flush_timeout` for delivery, because the process may be about to end.
-/// It does not wait when the panic happens inside [`catching_panics`], whose caller goes on.
-pub fn install_hook() {
-    INSTALL.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            report(info);
-            previous(info);
-        }));
-    });
-}
-
-fn report(info: &PanicHookInfo<'_>) {
-    if crate::hub::is_suppressed() || IN_HOOK.try_with(Cell::get).unwrap_or(true) {
-        return;
-    }
-    let _ = IN_HOOK.try_with(|flag| flag.set(true));
-    let reported = panic::catch_unwind(panic::AssertUnwindSafe(|| {
-        let client = crate::hub::current_client()?;
-        let message = payload_text(info.payload());
-        let mut event = Event {
-            level: Level::Fatal,
-            exception: Some(Exception::new("panic", message)),
-            ..Event::default()
-        };
-        if let Some(location) = info.location() {
-            event.file = Some(location.file().to_owned());
-            event.line = Some(location.line());
-        }
-        event.tags.insert("mechanism".into(), "panic".into());
-        if let Some(name) = std::thread::current().name() {
-            event.extra.insert("thread".into(), name.into());
-        }
-        // Uncaught, the panic may end the process once the flush returns: the event must be
-        // sent by then, so symbolising it (a second or more for a large debug binary) gets
-        // at most 60% of the flush, the rest being for delivery.
-        let flushing = !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false);
-        let flush_timeout = client.inner_arc().panic_flush_timeout;
-        let mut stack = RawStack::capture_panic(info.location().map(Anchor::from));
-        if flushing {
-            stack = stack.symbolised_by(std::time::Instant::now() + flush_timeout.mul_f64(0.6));
-        }
-        let id = client.capture(Job {
-            event,
-            scope: crate::hub::current_scope(),
-            stack: Some(stack),
-        })?;
-        if flushing {
-            client.flush(flush_timeout);
-        }
-        Some(id)
-    }));
-    let _ = LAST_PANIC.try_with(|last| last.set(reported.ok().flatten()));
-    let _ = IN_HOOK.try_with(|flag| flag.set(false));
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
@@ -95,7 +33,7 @@ pub fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// wait for delivery, since the process goes on.
 ///
 /// ```
-/// let caught = errorwatch_sdk::panic::catching_panics(|| {
+/// let caught = errorwatch_sdk::integration::catching_panics(|| {
 ///     std::panic::catch_unwind(|| 2 + 2)
 /// });
 /// assert_eq!(caught.ok(), Some(4));
@@ -121,7 +59,7 @@ pin_project_lite::pin_project! {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let outcome = errorwatch_sdk::panic::CatchPanic::new(async { panic!("boom") }).await;
+    /// let outcome = errorwatch_sdk::integration::CatchPanic::new(async { panic!("boom") }).await;
     /// assert!(outcome.is_err());
     /// # }
     /// ```
@@ -167,4 +105,80 @@ impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
 /// that caught the panic knows it was reported already.
 pub fn take_last_panic_event() -> Option<EventId> {
     LAST_PANIC.try_with(Cell::take).ok().flatten()
+}
+
+/// The hook itself, left out without the `panic` feature.
+#[cfg(feature = "panic")]
+mod hook {
+    use std::cell::Cell;
+    use std::panic::{self, PanicHookInfo};
+    use std::sync::Once;
+
+    use super::{payload_text, CAUGHT_BY_CALLER, IN_HOOK, LAST_PANIC};
+    use crate::pipeline::Job;
+    use crate::stacktrace::{Anchor, RawStack};
+    use errorwatch_protocol::{Event, Exception, Level};
+
+    static INSTALL: Once = Once::new();
+
+    /// Installs the panic hook (once per process; [`init`](crate::init) does it for you). Only
+    /// with the `panic` feature (a default one). The
+    /// previous hook still runs after ours, so the usual message still reaches stderr.
+    ///
+    /// The hook reports to the client current on the panicking thread, then waits up to the
+    /// client's `panic_flush_timeout` for delivery, because the process may be about to end.
+    /// It does not wait when the panic happens inside [`catching_panics`](super::catching_panics), whose caller goes on.
+    pub fn install_hook() {
+        INSTALL.call_once(|| {
+            let previous = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                report(info);
+                previous(info);
+            }));
+        });
+    }
+
+    fn report(info: &PanicHookInfo<'_>) {
+        if crate::hub::is_suppressed() || IN_HOOK.try_with(Cell::get).unwrap_or(true) {
+            return;
+        }
+        let _ = IN_HOOK.try_with(|flag| flag.set(true));
+        let reported = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+            let client = crate::hub::current_client()?;
+            let message = payload_text(info.payload());
+            let mut event = Event {
+                level: Level::Fatal,
+                exception: Some(Exception::new("panic", message)),
+                ..Event::default()
+            };
+            if let Some(location) = info.location() {
+                event.file = Some(location.file().to_owned());
+                event.line = Some(location.line());
+            }
+            event.tags.insert("mechanism".into(), "panic".into());
+            if let Some(name) = std::thread::current().name() {
+                event.extra.insert("thread".into(), name.into());
+            }
+            // Uncaught, the panic may end the process once the flush returns: the event must be
+            // sent by then, so symbolising it (a second or more for a large debug binary) gets
+            // at most 60% of the flush, the rest being for delivery.
+            let flushing = !CAUGHT_BY_CALLER.try_with(Cell::get).unwrap_or(false);
+            let flush_timeout = client.inner_arc().panic_flush_timeout;
+            let mut stack = RawStack::capture_panic(info.location().map(Anchor::from));
+            if flushing {
+                stack = stack.symbolised_by(std::time::Instant::now() + flush_timeout.mul_f64(0.6));
+            }
+            let id = client.capture(Job {
+                event,
+                scope: crate::hub::current_scope(),
+                stack: Some(stack),
+            })?;
+            if flushing {
+                client.flush(flush_timeout);
+            }
+            Some(id)
+        }));
+        let _ = LAST_PANIC.try_with(|last| last.set(reported.ok().flatten()));
+        let _ = IN_HOOK.try_with(|flag| flag.set(false));
+    }
 }

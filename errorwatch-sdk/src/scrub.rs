@@ -18,10 +18,10 @@ use regex::{Captures, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use errorwatch_protocol::{Event, Map, Value};
 
 /// What replaces a scrubbed secret.
-pub const FILTERED: &str = "[Filtered]";
+pub(crate) const FILTERED: &str = "[Filtered]";
 
 /// Words that make a key sensitive when its name contains one of them (case-insensitive).
-pub const DEFAULT_KEYS: &[&str] = &[
+pub(crate) const DEFAULT_KEYS: &[&str] = &[
     "password",
     "passwd",
     "pwd",
@@ -55,7 +55,7 @@ const SECRET_PARAMS: &[&str] = &["key", "sig", "code", "pass"];
 /// use errorwatch_sdk::ScrubOptions;
 /// let scrub = ScrubOptions::default()
 ///     .key("ssn")
-///     .pattern(regex::Regex::new(r"\bACME-\d{6}\b").unwrap());
+///     .pattern(r"\bACME-\d{6}\b");
 /// assert!(scrub.is_enabled());
 /// assert!(!ScrubOptions::disabled().is_enabled());
 /// ```
@@ -63,7 +63,7 @@ const SECRET_PARAMS: &[&str] = &["key", "sig", "code", "pass"];
 pub struct ScrubOptions {
     enabled: bool,
     keys: Vec<String>,
-    patterns: Vec<Regex>,
+    patterns: Vec<String>,
 }
 
 impl Default for ScrubOptions {
@@ -77,6 +77,12 @@ impl Default for ScrubOptions {
 }
 
 impl ScrubOptions {
+    /// What a scrubbed value is replaced with.
+    pub const FILTERED: &'static str = FILTERED;
+
+    /// The key words scrubbed by default (case-insensitive, anywhere in a key).
+    pub const DEFAULT_KEYS: &'static [&'static str] = DEFAULT_KEYS;
+
     /// No scrubbing at all: events leave the process exactly as captured.
     pub fn disabled() -> Self {
         ScrubOptions {
@@ -91,9 +97,12 @@ impl ScrubOptions {
         self
     }
 
-    /// Adds a value pattern: every match in every string is replaced with `[Filtered]`.
-    pub fn pattern(mut self, pattern: Regex) -> Self {
-        self.patterns.push(pattern);
+    /// Adds a value pattern (a [`regex`](https://docs.rs/regex) expression): every match in
+    /// every string is replaced with `[Filtered]`. A pattern that does not compile makes
+    /// `init` refuse the options ([`OptionsError::Scrubbing`](crate::OptionsError::Scrubbing)):
+    /// scrubbing fails closed.
+    pub fn pattern(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
         self
     }
 
@@ -119,7 +128,7 @@ struct ValueRule {
 }
 
 /// A compiled scrubber, built once per client.
-pub struct Scrubber {
+pub(crate) struct Scrubber {
     key: Regex,
     any_value: RegexSet,
     rules: Vec<ValueRule>,
@@ -130,7 +139,7 @@ impl Scrubber {
     ///
     /// A rule that does not compile is an error, never a silently weaker scrubber: the client
     /// then refuses to start rather than send unscrubbed events.
-    pub fn new(
+    pub(crate) fn new(
         options: &ScrubOptions,
         own_api_key: Option<&str>,
     ) -> Result<Option<Scrubber>, regex::Error> {
@@ -190,7 +199,7 @@ impl Scrubber {
             options
                 .patterns
                 .iter()
-                .map(|pattern| (pattern.as_str().to_owned(), Rewrite::Whole)),
+                .map(|pattern| (pattern.clone(), Rewrite::Whole)),
         );
 
         const SIZE_LIMIT: usize = 1 << 24;
@@ -212,12 +221,12 @@ impl Scrubber {
     }
 
     /// Whether a key names a secret.
-    pub fn is_sensitive_key(&self, key: &str) -> bool {
+    pub(crate) fn is_sensitive_key(&self, key: &str) -> bool {
         self.key.is_match(key)
     }
 
     /// `text` with every secret shape replaced.
-    pub fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+    pub(crate) fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let matched = self.any_value.matches(text);
         if !matched.matched_any() {
             return Cow::Borrowed(text);
@@ -285,7 +294,7 @@ impl Scrubber {
     }
 
     /// Scrubs every string and map of `event` in place.
-    pub fn scrub_event(&self, event: &mut Event) {
+    pub(crate) fn scrub_event(&self, event: &mut Event) {
         self.scrub_opt(&mut event.message);
         if let Some(exception) = &mut event.exception {
             self.scrub_string(&mut exception.ty);
@@ -343,7 +352,7 @@ fn rewrite(rule: &ValueRule, caps: &Captures<'_>) -> String {
 }
 
 /// Whether the digits of `text` (13 to 19 of them) form a number that passes the Luhn check.
-pub fn passes_luhn(text: &str) -> bool {
+pub(crate) fn passes_luhn(text: &str) -> bool {
     let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
     if !(13..=19).contains(&digits.len()) {
         return false;

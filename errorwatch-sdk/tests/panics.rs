@@ -1,11 +1,14 @@
 //! Panics become `fatal` events with the payload, the location and the stack.
 
+// The hook is the `panic` feature (a default one).
+#![cfg(feature = "panic")]
+
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use errorwatch_sdk::{panic as ew_panic, testing, Level, Options};
+use errorwatch_sdk::{integration as ew_panic, testing, Level, Options};
 use support::*;
 
 const CHILD_URL: &str = "ERRORWATCH_TEST_CHILD_URL";

@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use errorwatch_sdk::{
-    Breadcrumb, Event, Exception, Frame, Level, Options, Request, ScrubOptions, User,
+    protocol::{Frame, Request},
+    Breadcrumb, Event, Exception, Level, Options, ScrubOptions, User,
 };
 use serde_json::json;
 use support::*;
@@ -197,10 +198,20 @@ fn harmless_look_alikes_arrive_intact() {
 }
 
 #[test]
+fn a_pattern_that_does_not_compile_refuses_the_options_rather_than_sending_unscrubbed() {
+    let options = options(&dead_url()).scrub(ScrubOptions::default().pattern("ACME-(\\d"));
+    match errorwatch_sdk::Client::new(options) {
+        Err(errorwatch_sdk::OptionsError::Scrubbing { reason }) => {
+            assert!(reason.contains("unclosed group"), "{reason}");
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a client that could send unscrubbed events"),
+    }
+}
+
+#[test]
 fn users_add_keys_and_patterns_or_switch_scrubbing_off() {
-    let custom = ScrubOptions::default()
-        .key("ssn")
-        .pattern(regex::Regex::new(r"ACME-\d{6}").expect("pattern"));
+    let custom = ScrubOptions::default().key("ssn").pattern(r"ACME-\d{6}");
     let events =
         errorwatch_sdk::testing::capture_events_with(Options::default().scrub(custom), || {
             let mut event = Event::message("ticket ACME-123456 opened", Level::Info);

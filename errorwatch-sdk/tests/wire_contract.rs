@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use errorwatch_protocol::{json, validate};
+use errorwatch_sdk::protocol::{Frame, Request};
 use errorwatch_sdk::{
-    capture_event, configure_scope, testing, Breadcrumb, Event, Exception, Frame, Level, Request,
-    User, Value,
+    capture_event, configure_scope, testing, Breadcrumb, Event, Exception, Level, User, Value,
 };
 use proptest::prelude::*;
 

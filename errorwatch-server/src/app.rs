@@ -26,7 +26,7 @@ use crate::writer::Writer;
 use crate::{api, ingest, ops};
 
 /// Everything the handlers share.
-pub struct AppState {
+pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) store: Store,
     pub(crate) keys: KeyCache,
@@ -46,7 +46,7 @@ pub struct AppState {
 /// (tower's concurrency limit, on the `slots` semaphore); beyond, they are shed with a 503 at
 /// once. The slot belongs to the request's future, so a client that goes away gives it back. Health and metrics stay outside the limit: an
 /// overloaded server is still alive, and says so.
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     let metrics = state.metrics.clone();
     let limit = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |_: tower::BoxError| {

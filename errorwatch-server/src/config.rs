@@ -115,6 +115,11 @@ impl Config {
 
     /// Reads the settings through `lookup` (the environment, in `main`). With `dev`, a missing
     /// secret is replaced by a random one (and `main` says so).
+    ///
+    /// # Errors
+    ///
+    /// When a variable is set to something invalid, or `API_KEY_HASH_SECRET` is missing
+    /// without `dev`: the error names the variable.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
         dev: bool,

@@ -10,13 +10,13 @@ const MAX_KEYS: usize = 100_000;
 
 /// Remembers recent event keys.
 #[derive(Default)]
-pub struct Dedupe {
+pub(crate) struct Dedupe {
     seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl Dedupe {
     /// Whether `key` was first seen less than 10 s ago; starts a new window otherwise.
-    pub fn is_repeat(&self, key: String, now: Instant) -> bool {
+    pub(crate) fn is_repeat(&self, key: String, now: Instant) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= MAX_KEYS {
             seen.retain(|_, at| now.duration_since(*at) < WINDOW);

@@ -25,6 +25,10 @@ pub fn has_valid_format(key: &str) -> bool {
 }
 
 /// A new key: `ew_live_` + base64url (no padding) of 24 random bytes.
+///
+/// # Errors
+///
+/// When the operating system gives no random bytes.
 pub fn generate() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)?;
@@ -54,6 +58,13 @@ pub struct KeyCache {
     keys: RwLock<Loaded>,
 }
 
+/// Never the secret nor the hashes.
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache").finish_non_exhaustive()
+    }
+}
+
 struct Loaded {
     by_hash: HashMap<String, ProjectAuth>,
     loaded_at: Option<Instant>,
@@ -77,6 +88,11 @@ impl KeyCache {
     }
 
     /// Reloads every key from the store.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read ([`StoreError`](crate::store::StoreError)); the cache
+    /// keeps the keys it had.
     pub async fn refresh(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         let keys = store.all_keys().await?;
         let by_hash = keys

@@ -76,6 +76,14 @@ pub struct Server {
     retention: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// Opens the store, binds the address and starts serving.
     ///
@@ -170,6 +178,11 @@ impl Server {
 
     /// Creates a project and returns its id and its new API key (the only time the key is
     /// seen in plain text).
+    ///
+    /// # Errors
+    ///
+    /// When the store refuses the project (its name is taken) or cannot be written, or no
+    /// random key can be made.
     pub async fn create_project(&self, name: &str) -> Result<(i64, String), StartError> {
         let (id, key) = create_project(
             &self.state.store,

@@ -54,7 +54,7 @@ impl Histogram {
 
 /// The server's metrics.
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     accepted: AtomicU64,
     stored: AtomicU64,
     store_failed: AtomicU64,
@@ -66,20 +66,20 @@ pub struct Metrics {
 
 impl Metrics {
     /// An event was accepted (queued for storage).
-    pub fn accepted(&self) {
+    pub(crate) fn accepted(&self) {
         self.accepted.fetch_add(1, Relaxed);
     }
     /// A batch was stored.
-    pub fn stored(&self, events: usize, took: Duration) {
+    pub(crate) fn stored(&self, events: usize, took: Duration) {
         self.stored.fetch_add(events as u64, Relaxed);
         self.store_latency.observe(took);
     }
     /// A batch of `events` could not be stored (each was answered 503).
-    pub fn store_failed(&self, events: usize) {
+    pub(crate) fn store_failed(&self, events: usize) {
         self.store_failed.fetch_add(events as u64, Relaxed);
     }
     /// A request was turned away, for `reason` (an error code in lower case).
-    pub fn rejected(&self, reason: &'static str) {
+    pub(crate) fn rejected(&self, reason: &'static str) {
         *self
             .rejected
             .lock()
@@ -88,16 +88,16 @@ impl Metrics {
             .or_default() += 1;
     }
     /// A request was answered after `took`.
-    pub fn request(&self, took: Duration) {
+    pub(crate) fn request(&self, took: Duration) {
         self.request_latency.observe(took);
     }
     /// Events waiting for the writer.
-    pub fn set_queue_depth(&self, depth: usize) {
+    pub(crate) fn set_queue_depth(&self, depth: usize) {
         self.queue_depth.store(depth as u64, Relaxed);
     }
 
     /// The Prometheus text exposition, with the API requests running now.
-    pub fn render(&self, requests_in_flight: usize) -> String {
+    pub(crate) fn render(&self, requests_in_flight: usize) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,

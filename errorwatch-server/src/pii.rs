@@ -43,7 +43,7 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
 });
 
 /// `text` with its personal data replaced.
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     let mut result = text.to_owned();
     for pattern in PATTERNS.iter() {
         if pattern.regex.is_match(&result) {

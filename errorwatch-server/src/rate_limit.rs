@@ -10,7 +10,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 const MAX_CLIENTS: usize = 100_000;
 
 /// What the limiter says about one request.
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Whether it may go on.
     pub allowed: bool,
     /// The limit per window.
@@ -22,14 +22,14 @@ pub struct Verdict {
 }
 
 /// The limiter.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     limit: u32,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
 impl RateLimiter {
     /// `limit` requests per minute per address; 0 means no limit.
-    pub fn new(limit: u32) -> RateLimiter {
+    pub(crate) fn new(limit: u32) -> RateLimiter {
         RateLimiter {
             limit,
             windows: Mutex::new(HashMap::new()),
@@ -37,7 +37,7 @@ impl RateLimiter {
     }
 
     /// Counts one request from `client`.
-    pub fn check(&self, client: IpAddr, now: Instant) -> Verdict {
+    pub(crate) fn check(&self, client: IpAddr, now: Instant) -> Verdict {
         if self.limit == 0 {
             return Verdict {
                 allowed: true,

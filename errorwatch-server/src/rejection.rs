@@ -10,7 +10,7 @@ use errorwatch_protocol::validate::Detail;
 
 /// Why a request was not served.
 #[derive(Debug)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// The body (declared or read) is larger than the contract allows.
     PayloadTooLarge,
     /// The body stopped before its end, or did not arrive in time.
@@ -68,7 +68,7 @@ const RETRY_STORE_SECS: u64 = 5;
 
 impl Rejection {
     /// A validation failure of one detail at the body's root.
-    pub fn invalid_body(message: impl Into<String>) -> Rejection {
+    pub(crate) fn invalid_body(message: impl Into<String>) -> Rejection {
         Rejection::Validation {
             details: vec![Detail {
                 path: String::new(),
@@ -79,7 +79,7 @@ impl Rejection {
     }
 
     /// A validation failure of one detail at `path`.
-    pub fn invalid(path: &str, message: impl Into<String>) -> Rejection {
+    pub(crate) fn invalid(path: &str, message: impl Into<String>) -> Rejection {
         Rejection::Validation {
             details: vec![Detail {
                 path: path.into(),
@@ -90,7 +90,7 @@ impl Rejection {
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BodyUnreadable(_) | Rejection::Validation { .. } => StatusCode::BAD_REQUEST,
@@ -113,7 +113,7 @@ impl Rejection {
     }
 
     /// The contract's `code`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Rejection::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Rejection::BodyUnreadable(_) | Rejection::Validation { .. } => "VALIDATION_ERROR",
@@ -133,7 +133,7 @@ impl Rejection {
     }
 
     /// The `reason` label of `errorwatch_events_rejected_total`.
-    pub fn metric_reason(&self) -> &'static str {
+    pub(crate) fn metric_reason(&self) -> &'static str {
         match self {
             Rejection::PayloadTooLarge => "payload_too_large",
             Rejection::BodyUnreadable(_) | Rejection::Validation { .. } => "validation_error",
@@ -244,7 +244,7 @@ fn http_code(status: StatusCode) -> &'static str {
 
 /// The last layer: any error answer that is not already the contract's JSON (an extractor's
 /// plain-text rejection, a bare 405) is rewritten as one, keeping its status and words.
-pub async fn json_errors(response: Response) -> Response {
+pub(crate) async fn json_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -30,11 +30,11 @@ use tower::ServiceExt;
 
 /// The peer address of a connection, as handlers see it through `ConnectInfo`.
 #[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
+pub(crate) struct ClientAddr(pub SocketAddr);
 
 /// How many connections, and for how long.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// Connections open at once; beyond, new ones wait in the kernel's backlog.
     pub max_connections: usize,
     /// Time to receive a request's head.
@@ -45,7 +45,7 @@ pub struct ConnectionLimits {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits at
 /// most `drain` for the requests in flight.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
@@ -120,7 +120,7 @@ pub async fn serve(
 }
 
 /// A TCP stream that fails once no byte has moved either way for `idle`.
-pub struct IdleStream {
+pub(crate) struct IdleStream {
     stream: TcpStream,
     idle: Duration,
     last_progress: Instant,

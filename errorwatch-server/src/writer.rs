@@ -24,7 +24,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why an event could not be queued.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SubmitError {
+pub(crate) enum SubmitError {
     /// The queue is full: the server is overloaded.
     Full,
     /// The writer has stopped.
@@ -43,7 +43,7 @@ struct Pending {
 /// Whether the store takes writes, as the last write found. Read on every request: a flag
 /// first, the reason only when there is one.
 #[derive(Default)]
-pub struct Health {
+pub(crate) struct Health {
     failing: AtomicBool,
     /// Why the last write failed.
     reason: Mutex<String>,
@@ -51,7 +51,7 @@ pub struct Health {
 
 impl Health {
     /// `Err(why)` while writes fail.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if !self.failing.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -81,7 +81,7 @@ impl Health {
 }
 
 /// The handlers' side of the writer.
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Pending>,
     stop: watch::Sender<bool>,
     health: Arc<Health>,
@@ -89,7 +89,7 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task.
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         metrics: Arc<Metrics>,
         capacity: usize,
@@ -110,17 +110,17 @@ impl Writer {
     }
 
     /// Whether the writer still takes events.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         !*self.stop.borrow() && !self.tx.is_closed()
     }
 
     /// Whether the store takes writes.
-    pub fn health(&self) -> &Health {
+    pub(crate) fn health(&self) -> &Health {
         &self.health
     }
 
     /// Queues an event; the receiver says whether it was stored.
-    pub fn submit(
+    pub(crate) fn submit(
         &self,
         event: NewEvent,
         quota: Reservation,
@@ -140,7 +140,7 @@ impl Writer {
     }
 
     /// Stops taking events; what is queued is still stored.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let _ = self.stop.send(true);
     }
 }

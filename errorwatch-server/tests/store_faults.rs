@@ -173,8 +173,7 @@ async fn a_deleted_database_is_noticed_and_nothing_is_acknowledged_into_it() {
     config.create_database = false;
     let error = Server::start(config)
         .await
-        .err()
-        .expect("no silent empty database");
+        .expect_err("no silent empty database");
     assert!(error.to_string().contains("does not exist"), "{error}");
 }
 

@@ -46,7 +46,8 @@ mod fields;
 use std::fmt;
 use std::sync::Arc;
 
-use errorwatch_sdk::{Breadcrumb, Event, Exception, Frame, Level, Map, Value};
+use errorwatch_sdk::protocol::Frame;
+use errorwatch_sdk::{Breadcrumb, Event, Exception, Level, Map, Value};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -207,7 +208,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if errorwatch_sdk::is_suppressed() || is_own(attrs.metadata()) {
+        if errorwatch_sdk::integration::is_suppressed() || is_own(attrs.metadata()) {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -219,7 +220,7 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if errorwatch_sdk::is_suppressed() {
+        if errorwatch_sdk::integration::is_suppressed() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -236,7 +237,7 @@ where
     fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
         // Cheap checks first: nothing below allocates unless a report is made.
-        if errorwatch_sdk::is_suppressed() || is_own(metadata) {
+        if errorwatch_sdk::integration::is_suppressed() || is_own(metadata) {
             return;
         }
         let decision = (self.filter)(metadata);
@@ -264,7 +265,7 @@ impl ErrorWatchLayer {
             data.insert("error".into(), Value::String(error.value));
         }
         let crumb = Breadcrumb {
-            timestamp: errorwatch_sdk::Timestamp::now(),
+            timestamp: errorwatch_sdk::protocol::Timestamp::now(),
             category: metadata.target().to_owned(),
             ty: Some(
                 if *metadata.level() == tracing_core::Level::ERROR {
@@ -379,7 +380,9 @@ impl ErrorWatchLayer {
         });
         match (metadata.file(), metadata.line()) {
             // The stack starts at the `error!` itself, so the issue names the user's function.
-            (Some(file), Some(line)) => errorwatch_sdk::capture_event_at(event, file, line),
+            (Some(file), Some(line)) => {
+                errorwatch_sdk::integration::capture_event_at(event, file, line)
+            }
             _ => errorwatch_sdk::capture_event(event),
         };
         if let Some(crumb) = crumb {

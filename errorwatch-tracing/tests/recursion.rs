@@ -14,7 +14,7 @@ struct CountTransportEvents(Arc<AtomicUsize>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountTransportEvents {
     fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if errorwatch_sdk::is_suppressed() {
+        if errorwatch_sdk::integration::is_suppressed() {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
     }

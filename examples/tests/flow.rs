@@ -53,7 +53,7 @@ async fn admin_get(http: &reqwest::Client, url: String) -> Value {
 
 #[tokio::test]
 async fn plain_captures_panics_tracing_and_axum_reach_the_query_api() {
-    errorwatch_sdk::panic::install_hook();
+    errorwatch_sdk::integration::install_hook();
     let server = server_on("sqlite::memory:", "127.0.0.1:0".parse().expect("addr")).await;
     let (_, key) = server.create_project("flow").await.expect("project");
     let client = Client::new(

@@ -65,8 +65,8 @@ const CAPTURE_MACHINERY: &[&str] = &[
     "errorwatch_sdk::stacktrace::RawStack::capture",
     "errorwatch_sdk::client::Client::capture",
     "errorwatch_sdk::capture_",
-    "errorwatch_sdk::panic::report",
-    "errorwatch_sdk::panic::install_hook::",
+    "errorwatch_sdk::integration::report",
+    "errorwatch_sdk::integration::install_hook::",
     "errorwatch_tracing::",
 ];
 
@@ -90,7 +90,7 @@ const SDK_FAMILY: &[&str] = &[
 /// Where a capture was called from, or where a panic happened: the user's line, as rustc
 /// names the file (relative to the workspace root for the workspace's own crates).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anchor {
+pub(crate) struct Anchor {
     /// The file.
     pub file: std::borrow::Cow<'static, str>,
     /// The line.
@@ -100,7 +100,7 @@ pub struct Anchor {
 impl Anchor {
     /// The location of the caller of a `#[track_caller]` function.
     #[track_caller]
-    pub fn caller() -> Anchor {
+    pub(crate) fn caller() -> Anchor {
         let location = std::panic::Location::caller();
         Anchor {
             file: std::borrow::Cow::Borrowed(location.file()),
@@ -161,7 +161,7 @@ fn is_library_file(file: &str) -> bool {
 
 /// Decides which frames belong to the application.
 #[derive(Clone, Debug, Default)]
-pub struct InAppRules {
+pub(crate) struct InAppRules {
     /// Path prefixes always in-app (they win over everything else).
     pub include: Vec<String>,
     /// Path prefixes never in-app, beside the built-in list.
@@ -170,7 +170,7 @@ pub struct InAppRules {
 
 impl InAppRules {
     /// Whether a frame of `function` defined in `filename` is the application's.
-    pub fn is_in_app(&self, function: &str, filename: Option<&str>) -> bool {
+    pub(crate) fn is_in_app(&self, function: &str, filename: Option<&str>) -> bool {
         let path = type_path(function);
         if self
             .include
@@ -243,7 +243,7 @@ const MAX_WALKED: usize = 256;
 /// A stack walked but not yet symbolised: only the instruction pointers, 8 bytes a frame,
 /// which is what a queued event can afford to carry.
 #[derive(Debug)]
-pub struct RawStack {
+pub(crate) struct RawStack {
     ips: Vec<usize>,
     from_panic: bool,
     anchor: Option<Anchor>,
@@ -254,7 +254,7 @@ pub struct RawStack {
 impl RawStack {
     /// Walks the current thread's stack (instruction pointers only) for a capture made at
     /// `anchor`: the resolved stack starts at the frame of that line.
-    pub fn capture(anchor: Anchor) -> Self {
+    pub(crate) fn capture(anchor: Anchor) -> Self {
         RawStack {
             ips: walk(),
             from_panic: false,
@@ -265,7 +265,8 @@ impl RawStack {
 
     /// Walks the stack from inside the panic hook for a panic at `anchor`; the frames of the
     /// hook and of std's panic machinery are cut off when it is resolved.
-    pub fn capture_panic(anchor: Option<Anchor>) -> Self {
+    #[cfg(feature = "panic")]
+    pub(crate) fn capture_panic(anchor: Option<Anchor>) -> Self {
         RawStack {
             ips: walk(),
             from_panic: true,
@@ -276,19 +277,20 @@ impl RawStack {
 
     /// Gives symbolisation until `deadline`: past it, the event is sent without its frames
     /// (its culprit line is known already), rather than lost with the process.
-    pub fn symbolised_by(mut self, deadline: std::time::Instant) -> Self {
+    #[cfg(feature = "panic")]
+    pub(crate) fn symbolised_by(mut self, deadline: std::time::Instant) -> Self {
         self.deadline = Some(deadline);
         self
     }
 
     /// When the event must go, symbolised or not.
-    pub fn deadline(&self) -> Option<std::time::Instant> {
+    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
         self.deadline
     }
 
     /// Symbolises the stack into frames, innermost first, without the capture machinery on
     /// top, and fills the event's `frames`, `stack` and (unless already set) `file`/`line`.
-    pub fn resolve_into(self, event: &mut Event, rules: &InAppRules) {
+    pub(crate) fn resolve_into(self, event: &mut Event, rules: &InAppRules) {
         let resolved = symbols::resolve(&self.ips);
         self.fill(&resolved, event, rules);
     }
@@ -296,7 +298,7 @@ impl RawStack {
     /// As [`RawStack::resolve_into`] when every address was resolved before (a repeated
     /// stack) and the resolver is free: costs lookups only, so it may run anywhere. Returns
     /// whether it did.
-    pub fn resolve_cached_into(&self, event: &mut Event, rules: &InAppRules) -> bool {
+    pub(crate) fn resolve_cached_into(&self, event: &mut Event, rules: &InAppRules) -> bool {
         match symbols::resolve_cached(&self.ips) {
             Some(resolved) => {
                 self.fill(&resolved, event, rules);

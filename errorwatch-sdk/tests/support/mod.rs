@@ -10,11 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A key of the right format, used by every test client.
-pub const API_KEY: &str = "ew_test_TESTKEYtestkey0123456789abcdefXYZ";
+pub(crate) const API_KEY: &str = "ew_test_TESTKEYtestkey0123456789abcdefXYZ";
 
 /// What the listener does with the n-th request (counted from 0).
 #[derive(Clone, Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Answer with this status, headers and body.
     Status(u16, Vec<(&'static str, String)>, String),
     /// Read the request and never answer (a black hole).
@@ -28,34 +28,34 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn accepted() -> Reply {
+    pub(crate) fn accepted() -> Reply {
         Reply::Status(202, vec![], r#"{"success":true,"queued":true}"#.into())
     }
 }
 
 /// One request as it reached the wire.
 #[derive(Clone, Debug)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("the SDK sends JSON")
     }
 }
 
 /// A listener on 127.0.0.1 with its own runtime; it stops when dropped.
-pub struct Listener {
+pub(crate) struct Listener {
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -64,7 +64,7 @@ pub struct Listener {
 type Behaviour = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
 
 impl Listener {
-    pub fn start(behaviour: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Listener {
+    pub(crate) fn start(behaviour: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Listener {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -94,15 +94,15 @@ impl Listener {
     }
 
     /// A listener that answers 202 to everything.
-    pub fn healthy() -> Listener {
+    pub(crate) fn healthy() -> Listener {
         Listener::start(|_| Reply::accepted())
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().expect("requests").clone()
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.requests.lock().expect("requests").len()
     }
 }
@@ -212,7 +212,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
 }
 
 /// A URL where nothing listens: a port bound and released at once.
-pub fn dead_url() -> String {
+pub(crate) fn dead_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
@@ -220,14 +220,14 @@ pub fn dead_url() -> String {
 }
 
 /// Options for a test client of `url`: fast retries so tests finish quickly.
-pub fn options(url: &str) -> Options {
+pub(crate) fn options(url: &str) -> Options {
     Options::new(url, API_KEY)
         .retry_base_delay(Duration::from_millis(10))
         .capture_panics(false)
 }
 
 /// Polls `condition` until it holds or `limit` passes; returns whether it held.
-pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if condition() {
@@ -241,7 +241,7 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 }
 
 /// Every captured event has exactly one outcome once the client is idle or closed.
-pub fn assert_accounted(stats: &Stats) {
+pub(crate) fn assert_accounted(stats: &Stats) {
     assert_eq!(
         stats.captured,
         stats.sent + stats.dropped() + stats.failed + stats.lost_at_shutdown,
@@ -250,14 +250,14 @@ pub fn assert_accounted(stats: &Stats) {
 }
 
 /// Runs `f` and returns how long it took.
-pub fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
+pub(crate) fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
     let started = Instant::now();
     let result = f();
     (result, started.elapsed())
 }
 
 /// A client whose transport is started, for `url`.
-pub fn client(options: Options) -> Client {
+pub(crate) fn client(options: Options) -> Client {
     let client = Client::new(options).expect("valid test options");
     assert!(client.is_enabled());
     client

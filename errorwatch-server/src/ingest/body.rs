@@ -15,7 +15,7 @@ use crate::rejection::Rejection;
 /// the total past it is answered 503 at once instead of waiting, so no mix of slow, large or
 /// many clients can take the server's memory past the budget.
 #[derive(Debug, Clone)]
-pub struct BodyBudget {
+pub(crate) struct BodyBudget {
     bytes: Arc<Semaphore>,
 }
 
@@ -24,7 +24,7 @@ const UNIT: usize = 1024;
 
 impl BodyBudget {
     /// A budget of `bytes` in all.
-    pub fn new(bytes: usize) -> BodyBudget {
+    pub(crate) fn new(bytes: usize) -> BodyBudget {
         let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS);
         BodyBudget {
             bytes: Arc::new(Semaphore::new(units)),
@@ -52,7 +52,7 @@ impl BodyBudget {
 
 /// A body read whole, with its share of the budget.
 #[derive(Debug)]
-pub struct ReadBody {
+pub(crate) struct ReadBody {
     /// The bytes.
     pub bytes: Vec<u8>,
     /// Their share of the budget.
@@ -62,13 +62,13 @@ pub struct ReadBody {
 /// A share of the body budget, given back when dropped: it follows the event it paid for,
 /// into the writer's queue, until the event is stored.
 #[derive(Debug)]
-pub struct BudgetShare {
+pub(crate) struct BudgetShare {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// How a body is read.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadLimits {
+pub(crate) struct ReadLimits {
     /// The largest body, counted on the bytes read.
     pub max_bytes: usize,
     /// The time the whole body may take to arrive.
@@ -78,7 +78,7 @@ pub struct ReadLimits {
 /// Reads `body` whole. The budget is taken before the bytes are: a declared length up front
 /// (the head step has refused one over the limit already), then each frame beyond it as it
 /// arrives, so a lying or missing `Content-Length` changes nothing.
-pub async fn read(
+pub(crate) async fn read(
     body: Body,
     declared: Option<usize>,
     limits: ReadLimits,

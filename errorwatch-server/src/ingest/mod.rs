@@ -11,8 +11,8 @@
 //!    store's health and the duplicate window;
 //! 6. **write**: the writer commits the event, and only then is it acknowledged with a 202.
 
-pub mod body;
-pub mod quota;
+pub(crate) mod body;
+pub(crate) mod quota;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,14 +15,14 @@ const DAY_MS: i64 = 86_400_000;
 
 /// Every project's use of the day.
 #[derive(Debug, Default)]
-pub struct Quotas {
+pub(crate) struct Quotas {
     /// Project id → (UTC day number, events stored or reserved that day).
     used: Mutex<HashMap<i64, (i64, i64)>>,
 }
 
 /// Why no unit was reserved.
 #[derive(Debug)]
-pub enum QuotaError {
+pub(crate) enum QuotaError {
     /// The day's quota is used.
     Exceeded {
         /// Events stored today.
@@ -36,7 +36,7 @@ impl Quotas {
     /// Reserves one event of `project_id`'s day (of `now`, ms) against `quota` (none: no
     /// limit, but the event is still counted, so a quota set later counts from the day's
     /// start).
-    pub async fn reserve(
+    pub(crate) async fn reserve(
         self: &Arc<Self>,
         store: &Store,
         project_id: i64,
@@ -93,7 +93,7 @@ impl Quotas {
 
 /// One event's unit of its project's day: given back when dropped, unless confirmed.
 #[derive(Debug)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     quotas: Option<Arc<Quotas>>,
     project_id: i64,
     day: i64,
@@ -101,7 +101,7 @@ pub struct Reservation {
 
 impl Reservation {
     /// The event was stored: the unit stays used.
-    pub fn confirm(mut self) {
+    pub(crate) fn confirm(mut self) {
         self.quotas = None;
     }
 }

@@ -327,11 +327,20 @@ impl Store {
 
     /// Whether the database is still the one opened: `Err` once its file was deleted or
     /// replaced underneath the server.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::FileGone`] once the file was deleted or replaced.
     pub fn check_file(&self) -> Result<(), StoreError> {
         with_backend!(self, store => store.check_file())
     }
 
     /// Writes and deletes a small row in one committed transaction: whether writes succeed.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn probe_write(&self, now: i64) -> Result<(), StoreError> {
         with_backend!(self, store => store.probe_write(now).await)
     }
@@ -352,11 +361,21 @@ impl Store {
     }
 
     /// Every project, by id.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn projects(&self) -> Result<Vec<Project>, StoreError> {
         with_backend!(self, store => store.projects().await)
     }
 
     /// The API keys of one project, or of all, by id; revoked ones included.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn api_keys(&self, project: Option<i64>) -> Result<Vec<ApiKey>, StoreError> {
         with_backend!(self, store => store.api_keys(project).await)
     }
@@ -387,6 +406,11 @@ impl Store {
     }
 
     /// Changes a project's ingestion settings.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn update_project(
         &self,
         project_id: i64,
@@ -400,18 +424,33 @@ impl Store {
     }
 
     /// Every live key with its project's settings (the key cache is built from it).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn all_keys(&self) -> Result<Vec<ProjectAuth>, StoreError> {
         with_backend!(self, store => store.all_keys().await)
     }
 
     /// Writes a batch of events and their groups in one transaction; `Ok` only once it has
     /// committed.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn write_batch(&self, events: &[NewEvent]) -> Result<(), StoreError> {
         with_backend!(self, store => store.write_batch(events).await)
     }
 
     /// How many events of `project_id` were received at or after `since` (ms): a daily
     /// quota's use after a restart.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn events_received_since(
         &self,
         project_id: i64,
@@ -421,16 +460,31 @@ impl Store {
     }
 
     /// Lists groups, and how many match in all.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn groups(&self, query: &GroupQuery) -> Result<(Vec<Group>, i64), StoreError> {
         with_backend!(self, store => store.groups(query).await)
     }
 
     /// One group.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn group(&self, fingerprint: &str) -> Result<Option<Group>, StoreError> {
         with_backend!(self, store => store.group(fingerprint).await)
     }
 
     /// A group's events, newest first.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn group_events(
         &self,
         fingerprint: &str,
@@ -441,11 +495,21 @@ impl Store {
     }
 
     /// The newest `limit` events of every group, newest first (for exports, demos and tests).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         with_backend!(self, store => store.events(limit).await)
     }
 
     /// Resolves or reopens a group; returns whether it exists.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn set_status(
         &self,
         fingerprint: &str,
@@ -456,16 +520,31 @@ impl Store {
     }
 
     /// How many events are stored.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn event_count(&self) -> Result<i64, StoreError> {
         with_backend!(self, store => store.event_count().await)
     }
 
     /// Deletes events, log lines and check-ins received before `cutoff` (ms); returns how many.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, StoreError> {
         with_backend!(self, store => store.purge_before(cutoff).await)
     }
 
     /// Stores a log line of `project_id`, committed before it returns.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn write_log(
         &self,
         project_id: i64,
@@ -476,6 +555,11 @@ impl Store {
     }
 
     /// The newest log lines, newest first (of one project when given).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn logs(
         &self,
         project: Option<i64>,
@@ -487,6 +571,11 @@ impl Store {
     /// Records a check-in of `project_id`, creating its monitor on first sight, in one
     /// transaction. A finish (`ok`/`error`) with the `checkinId` of a start completes that
     /// start; anything else is a new check-in. Returns the check-in as the contract shows it.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn check_in(
         &self,
         project_id: i64,
@@ -497,6 +586,11 @@ impl Store {
     }
 
     /// The newest check-ins, newest first, with their job's slug (of one project when given).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
+    /// not committed.
     pub async fn checkins(
         &self,
         project: Option<i64>,

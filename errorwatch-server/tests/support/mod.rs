@@ -2,32 +2,32 @@
 //! real binary as a child process in `process`.
 #![allow(dead_code)]
 
-pub mod process;
+pub(crate) mod process;
 
 use errorwatch_server::{Config, Server};
 use serde_json::{json, Value};
 
-pub const SECRET: &str = "test-secret-0123456789";
-pub const ADMIN: &str = "admin-key-for-tests";
+pub(crate) const SECRET: &str = "test-secret-0123456789";
+pub(crate) const ADMIN: &str = "admin-key-for-tests";
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub server: Server,
     pub key: String,
     pub project: i64,
     pub http: reqwest::Client,
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub body: Value,
     pub headers: reqwest::header::HeaderMap,
 }
 
 impl Answer {
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or_default()
     }
-    pub fn paths(&self) -> Vec<String> {
+    pub(crate) fn paths(&self) -> Vec<String> {
         self.body["details"]
             .as_array()
             .map(|details| {
@@ -38,17 +38,17 @@ impl Answer {
             })
             .unwrap_or_default()
     }
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
+    pub(crate) async fn start() -> TestServer {
         TestServer::with(|_| {}).await
     }
 
-    pub async fn with(edit: impl FnOnce(&mut Config)) -> TestServer {
+    pub(crate) async fn with(edit: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::for_tests(SECRET);
         config.admin_api_key = Some(ADMIN.into());
         edit(&mut config);
@@ -68,11 +68,11 @@ impl TestServer {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.url())
     }
 
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -86,7 +86,7 @@ impl TestServer {
         }
     }
 
-    pub async fn post_raw(
+    pub(crate) async fn post_raw(
         &self,
         path: &str,
         key: Option<&str>,
@@ -103,17 +103,17 @@ impl TestServer {
         self.send(request).await
     }
 
-    pub async fn event(&self, body: &Value) -> Answer {
+    pub(crate) async fn event(&self, body: &Value) -> Answer {
         self.post_raw("/api/v1/event", Some(&self.key), body.to_string())
             .await
     }
 
-    pub async fn admin_get(&self, path: &str) -> Answer {
+    pub(crate) async fn admin_get(&self, path: &str) -> Answer {
         self.send(self.http.get(self.url(path)).bearer_auth(ADMIN))
             .await
     }
 
-    pub async fn admin_patch(&self, path: &str, body: &Value) -> Answer {
+    pub(crate) async fn admin_patch(&self, path: &str, body: &Value) -> Answer {
         self.send(
             self.http
                 .patch(self.url(path))
@@ -123,7 +123,7 @@ impl TestServer {
         .await
     }
 
-    pub async fn groups(&self) -> Vec<Value> {
+    pub(crate) async fn groups(&self) -> Vec<Value> {
         let answer = self.admin_get("/api/v1/groups?limit=100").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         answer.body["groups"]
@@ -132,7 +132,7 @@ impl TestServer {
             .unwrap_or_default()
     }
 
-    pub async fn events_of(&self, fingerprint: &str) -> Vec<Value> {
+    pub(crate) async fn events_of(&self, fingerprint: &str) -> Vec<Value> {
         let answer = self
             .admin_get(&format!("/api/v1/groups/{fingerprint}/events?limit=100"))
             .await;
@@ -145,7 +145,7 @@ impl TestServer {
 }
 
 /// A valid v2 event with a unique value, so the duplicate window never hides it.
-pub fn v2(value: &str) -> Value {
+pub(crate) fn v2(value: &str) -> Value {
     json!({
         "event_id": format!("id-{value}"),
         "exception": { "type": "TestError", "value": value },
@@ -154,12 +154,12 @@ pub fn v2(value: &str) -> Value {
 }
 
 /// A valid v1 event.
-pub fn v1(message: &str) -> Value {
+pub(crate) fn v1(message: &str) -> Value {
     json!({ "message": message, "file": "app.js", "line": 10, "stack": "at f (app.js:10:1)" })
 }
 
 /// `base` with `key` set to `value`.
-pub fn with(mut base: Value, key: &str, value: Value) -> Value {
+pub(crate) fn with(mut base: Value, key: &str, value: Value) -> Value {
     base[key] = value;
     base
 }

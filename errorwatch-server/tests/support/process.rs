@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
-pub const SECRET: &str = "process-secret-0123456789";
-pub const ADMIN: &str = "process-admin";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
+pub(crate) const SECRET: &str = "process-secret-0123456789";
+pub(crate) const ADMIN: &str = "process-admin";
 
 /// A temporary directory, removed when dropped.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -24,7 +24,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub fn database_url(&self) -> String {
+    pub(crate) fn database_url(&self) -> String {
         format!("sqlite://{}", self.0.join("errorwatch.db").display())
     }
 }
@@ -36,7 +36,7 @@ impl Drop for TempDir {
 }
 
 /// `BIN` on `database_url`, with the secret and admin key of these tests.
-pub fn command(database_url: &str) -> Command {
+pub(crate) fn command(database_url: &str) -> Command {
     let mut command = Command::new(BIN);
     with_settings(&mut command, database_url);
     command
@@ -51,7 +51,7 @@ fn with_settings(command: &mut Command, database_url: &str) {
 }
 
 /// Migrates a new database and creates a project: its API key.
-pub fn new_project(database_url: &str) -> String {
+pub(crate) fn new_project(database_url: &str) -> String {
     let migrated = command(database_url)
         .arg("migrate")
         .output()
@@ -75,7 +75,7 @@ pub fn new_project(database_url: &str) -> String {
 }
 
 /// The server process; killed when dropped, so a failing test leaves nothing running.
-pub struct Served {
+pub(crate) struct Served {
     pub child: Child,
     pub port: u16,
 }
@@ -83,12 +83,16 @@ pub struct Served {
 impl Served {
     /// Starts `errorwatch-server serve` with `env`, optionally under a wrapper command (such
     /// as `prlimit`), and waits until it answers.
-    pub async fn start(database_url: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Served {
+    pub(crate) async fn start(
+        database_url: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Served {
         Served::start_on(free_port(), database_url, env, wrapper).await
     }
 
     /// The same, on `port` (a restart on the port clients already use).
-    pub async fn start_on(
+    pub(crate) async fn start_on(
         port: u16,
         database_url: &str,
         env: &[(&str, &str)],
@@ -131,20 +135,20 @@ impl Served {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Kibibytes from /proc/<pid>/status: `VmHWM` (peak) or `VmRSS` (now).
-    pub fn memory_kib(&self, field: &str) -> u64 {
+    pub(crate) fn memory_kib(&self, field: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
         status
@@ -162,7 +166,7 @@ impl Drop for Served {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }

@@ -1,15 +1,40 @@
-//! What the web integrations share: which headers never leave, how a request is attached to
-//! its scope, which statuses are reported, and what those reports look like.
+//! For integrations, not for applications: what `errorwatch-axum`, `errorwatch-actix` and
+//! `errorwatch-tracing` build on, so that the rules are the same whatever the framework.
 //!
-//! `errorwatch-axum` and `errorwatch-actix` both build on these, so the rules are the same
-//! whatever the framework.
+//! Which headers never leave, how a request is attached to its scope, which statuses are
+//! reported and what those reports look like; catching a handler's panic and learning whether
+//! the hook reported it; capturing at a known place; and whether the current thread is the
+//! SDK's own. An application calls the functions at the crate's root instead.
 
 use std::any::Any;
 use std::fmt;
 use std::net::IpAddr;
 
 use crate::scrub::DEFAULT_KEYS;
-use errorwatch_protocol::{Event, Exception, Level, Request};
+use errorwatch_protocol::{Event, EventId, Exception, Level, Request, SdkInfo};
+
+pub use crate::hub::is_suppressed;
+#[cfg(feature = "panic")]
+pub use crate::panic::install_hook;
+pub use crate::panic::{catching_panics, payload_text, take_last_panic_event, CatchPanic};
+
+/// The name this SDK reports in `sdk.name`.
+pub const SDK_NAME: &str = SdkInfo::RUST_NAME;
+/// The version this SDK reports in `sdk.version`.
+pub const SDK_VERSION: &str = SdkInfo::RUST_VERSION;
+
+/// Captures a ready-made event that happened at `file:line`, with the current scope: for
+/// integrations that know the user's line but are not called from it directly (the tracing
+/// layer passes an `error!`'s place). The stack trace starts at the frame of that line.
+///
+/// ```
+/// use errorwatch_sdk::{integration::capture_event_at, Event, Level};
+/// capture_event_at(Event::message("slow query", Level::Error), file!(), line!());
+/// ```
+pub fn capture_event_at(event: Event, file: &str, line: u32) -> Option<EventId> {
+    let client = crate::Client::current()?;
+    client.capture_event_at(event, &crate::hub::current_scope(), file, line)
+}
 
 /// Headers never attached to a request, whatever their value.
 pub const REMOVED_HEADERS: &[&str] = &[
@@ -27,7 +52,7 @@ pub const REMOVED_HEADERS: &[&str] = &[
 /// secret (`X-Auth-Token`, `X-Session-Id`, ...).
 ///
 /// ```
-/// use errorwatch_sdk::http::is_removed_header;
+/// use errorwatch_sdk::integration::is_removed_header;
 /// assert!(is_removed_header("Authorization"));
 /// assert!(is_removed_header("X-Upstream-Token"));
 /// assert!(!is_removed_header("User-Agent"));
@@ -41,7 +66,7 @@ pub fn is_removed_header(name: &str) -> bool {
 /// that may leave (see [`is_removed_header`]).
 ///
 /// ```
-/// let request = errorwatch_sdk::http::request(
+/// let request = errorwatch_sdk::integration::request(
 ///     "GET",
 ///     "https://shop.example.com/cart?id=7",
 ///     [("user-agent", "curl/8"), ("cookie", "session=abc")],
@@ -79,7 +104,7 @@ pub const MAX_REQUEST_BODY: usize = 16 * 1024;
 /// JSON, forms and text, up to [`MAX_REQUEST_BODY`] bytes. Binary bodies never are.
 ///
 /// ```
-/// use errorwatch_sdk::http::captures_body;
+/// use errorwatch_sdk::integration::captures_body;
 /// assert!(captures_body(Some("application/json; charset=utf-8"), Some(120)));
 /// assert!(!captures_body(Some("image/png"), Some(120)));
 /// assert!(!captures_body(Some("application/json"), Some(1 << 20)));
@@ -104,7 +129,7 @@ pub fn captures_body(content_type: Option<&str>, length: Option<u64>) -> bool {
 /// scrubber then removes secrets from it like from any other field.
 ///
 /// ```
-/// let data = errorwatch_sdk::http::request_data(br#"{"email":"a@b.c","password":"x"}"#);
+/// let data = errorwatch_sdk::integration::request_data(br#"{"email":"a@b.c","password":"x"}"#);
 /// assert_eq!(data["email"], "a@b.c");
 /// ```
 pub fn request_data(bytes: &[u8]) -> crate::Value {
@@ -128,10 +153,10 @@ pub fn attach_request_body(bytes: &[u8]) {
 /// An absolute URL from a request's parts: `scheme://host/path?query`.
 ///
 /// ```
-/// let url = errorwatch_sdk::http::absolute_url("http", Some("api.local:8080"), "/v1/items?page=2");
+/// let url = errorwatch_sdk::integration::request_url("http", Some("api.local:8080"), "/v1/items?page=2");
 /// assert_eq!(url, "http://api.local:8080/v1/items?page=2");
 /// ```
-pub fn absolute_url(scheme: &str, host: Option<&str>, path_and_query: &str) -> String {
+pub fn request_url(scheme: &str, host: Option<&str>, path_and_query: &str) -> String {
     format!("{scheme}://{}{path_and_query}", host.unwrap_or("localhost"))
 }
 
@@ -158,7 +183,7 @@ pub fn client_ip(
 /// Which response statuses the integrations report.
 ///
 /// ```
-/// use errorwatch_sdk::http::ReportStatuses;
+/// use errorwatch_sdk::integration::ReportStatuses;
 /// assert!(ReportStatuses::default().reports(503));
 /// assert!(!ReportStatuses::default().reports(404));
 /// assert!(ReportStatuses::default().with_client_errors().reports(404));
@@ -203,7 +228,7 @@ impl ReportStatuses {
 /// panics caught, personal data as the client's `send_default_pii` says, the global client.
 ///
 /// ```
-/// use errorwatch_sdk::http::{MiddlewareOptions, ReportStatuses};
+/// use errorwatch_sdk::integration::{MiddlewareOptions, ReportStatuses};
 /// let options = MiddlewareOptions::default();
 /// assert!(options.catch_panics);
 /// assert_eq!(options.statuses, ReportStatuses::default());
@@ -274,7 +299,7 @@ impl fmt::Debug for MiddlewareOptions {
 /// `response.extensions_mut().insert(AlreadyReported)` on the `HttpResponse`.
 ///
 /// ```
-/// let marker = errorwatch_sdk::http::AlreadyReported;
+/// let marker = errorwatch_sdk::integration::AlreadyReported;
 /// # let _ = marker;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -283,7 +308,7 @@ pub struct AlreadyReported;
 /// The event for a response with an error status: grouped by status, method and route.
 ///
 /// ```
-/// let event = errorwatch_sdk::http::status_event(502, "GET", "/users/{id}", None);
+/// let event = errorwatch_sdk::integration::status_event(502, "GET", "/users/{id}", None);
 /// assert_eq!(event.exception.as_ref().unwrap().ty, "HTTP 502");
 /// assert_eq!(event.status_code, Some(502));
 /// ```
@@ -328,7 +353,7 @@ pub fn panic_event(payload: &(dyn Any + Send)) -> Event {
 /// ```
 /// #[derive(Debug)]
 /// struct DatabaseDown { retries: u8 }
-/// assert_eq!(errorwatch_sdk::http::type_name_from_debug(&DatabaseDown { retries: 3 }), "DatabaseDown");
+/// assert_eq!(errorwatch_sdk::integration::type_name_from_debug(&DatabaseDown { retries: 3 }), "DatabaseDown");
 /// ```
 pub fn type_name_from_debug(value: &dyn fmt::Debug) -> String {
     crate::client::type_name_from_debug(value)
