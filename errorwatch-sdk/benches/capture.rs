@@ -423,18 +423,9 @@ fn peak_rss_kib() -> u64 {
     status_kib("VmHWM:")
 }
 
-/// A `/proc/self/status` figure, in KiB.
+/// A `/proc/self/status` figure, in KiB (0 where there is none).
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with(field))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
+    support::status_kib(field).unwrap_or(0)
 }
 
 fn available_cores() -> usize {

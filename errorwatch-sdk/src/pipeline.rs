@@ -103,15 +103,18 @@ impl Pipeline {
     /// Resolves `stack` into `event` if its addresses were all resolved before and the
     /// resolver is free, without waiting; returns whether it did.
     pub(crate) fn symbolise_cached(&self, stack: &RawStack, event: &mut Event) -> bool {
+        let Some(symbols) = stack.cached_symbols() else {
+            return false;
+        };
         let mut resolved = event.clone();
-        let done = catch_unwind(AssertUnwindSafe(|| {
-            stack.resolve_cached_into(&mut resolved, &self.in_app)
-        }));
-        if matches!(done, Ok(true)) {
+        if catch_unwind(AssertUnwindSafe(|| {
+            stack.fill(&symbols, &mut resolved, &self.in_app)
+        }))
+        .is_ok()
+        {
             *event = resolved;
-            return true;
         }
-        false
+        true
     }
 
     /// Builds the final event. Never panics: a panic in `before_send` (or in symbolisation)

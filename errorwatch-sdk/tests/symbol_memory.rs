@@ -181,13 +181,5 @@ fn peak_kib() -> u64 {
 
 /// A figure of `/proc/self/status`, in KiB.
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|kib| kib.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or_else(|| panic!("/proc/self/status has {field}"))
+    support::status_kib(field).unwrap_or_else(|| panic!("/proc/self/status has {field}"))
 }

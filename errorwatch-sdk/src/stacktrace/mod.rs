@@ -295,20 +295,19 @@ impl RawStack {
         self.fill(&resolved, event, rules);
     }
 
-    /// As [`RawStack::resolve_into`] when every address was resolved before (a repeated
-    /// stack) and the resolver is free: costs lookups only, so it may run anywhere. Returns
-    /// whether it did.
-    pub(crate) fn resolve_cached_into(&self, event: &mut Event, rules: &InAppRules) -> bool {
-        match symbols::resolve_cached(&self.ips) {
-            Some(resolved) => {
-                self.fill(&resolved, event, rules);
-                true
-            }
-            None => false,
-        }
+    /// The symbols of every address, when all were resolved before (a repeated stack) and the
+    /// resolver is free: lookups only, so it may run anywhere. Give them to [`RawStack::fill`].
+    pub(crate) fn cached_symbols(&self) -> Option<Vec<std::sync::Arc<[Symbol]>>> {
+        symbols::resolve_cached(&self.ips)
     }
 
-    fn fill(&self, resolved: &[std::sync::Arc<[Symbol]>], event: &mut Event, rules: &InAppRules) {
+    /// Fills the event from the stack's symbols, as [`RawStack::resolve_into`] does.
+    pub(crate) fn fill(
+        &self,
+        resolved: &[std::sync::Arc<[Symbol]>],
+        event: &mut Event,
+        rules: &InAppRules,
+    ) {
         let symbols: Vec<Symbol> = resolved
             .iter()
             .flat_map(|resolved| resolved.iter().cloned())

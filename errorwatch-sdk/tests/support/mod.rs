@@ -262,3 +262,12 @@ pub(crate) fn client(options: Options) -> Client {
     assert!(client.is_enabled());
     client
 }
+
+/// A figure of this process's `/proc/self/status` (`VmHWM:`, `RssAnon:`...), in KiB.
+pub(crate) fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|kib| kib.split_whitespace().next()?.parse().ok())
+}
