@@ -729,20 +729,6 @@ pub(super) fn shared_library_name(ip: usize) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// What the `backtrace` crate (addr2line) says of an address.
-    fn reference(address: usize) -> Vec<Symbol> {
-        let mut symbols = Vec::new();
-        backtrace::resolve(address as *mut c_void, |symbol| {
-            symbols.push(Symbol {
-                name: symbol.name().map(|name| format!("{name:#}")),
-                filename: symbol.filename().map(|path| path.display().to_string()),
-                lineno: symbol.lineno(),
-                colno: symbol.colno(),
-            });
-        });
-        symbols
-    }
-
     fn walk_here() -> Vec<usize> {
         let mut ips = Vec::new();
         backtrace::trace(|frame| {
@@ -786,7 +772,7 @@ mod tests {
             assert!(own.len() > 3, "most frames are the executable's");
             let resolved = image.resolve(&own);
             for (address, symbols) in own.iter().zip(resolved) {
-                let expected = reference(*address);
+                let expected = super::super::symbols::by_backtrace(*address);
                 if expected.iter().all(|s| s.filename.is_none()) {
                     // No debug info: addr2line names it from the symbol table, as we do.
                     assert_eq!(

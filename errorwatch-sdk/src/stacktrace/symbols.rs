@@ -152,21 +152,21 @@ impl Backend {
                 }
                 symbols
             }
-            Backend::Backtrace(_) => addresses
-                .iter()
-                .map(|&address| {
-                    let mut symbols = Vec::new();
-                    backtrace::resolve(address as *mut std::ffi::c_void, |symbol| {
-                        symbols.push(Symbol {
-                            name: symbol.name().map(|name| format!("{name:#}")),
-                            filename: symbol.filename().map(|path| path.display().to_string()),
-                            lineno: symbol.lineno(),
-                            colno: symbol.colno(),
-                        });
-                    });
-                    symbols
-                })
-                .collect(),
+            Backend::Backtrace(_) => addresses.iter().map(|&a| by_backtrace(a)).collect(),
         }
     }
+}
+
+/// What the `backtrace` crate (addr2line) says of an address.
+pub(super) fn by_backtrace(address: usize) -> Vec<Symbol> {
+    let mut symbols = Vec::new();
+    backtrace::resolve(address as *mut std::ffi::c_void, |symbol| {
+        symbols.push(Symbol {
+            name: symbol.name().map(|name| format!("{name:#}")),
+            filename: symbol.filename().map(|path| path.display().to_string()),
+            lineno: symbol.lineno(),
+            colno: symbol.colno(),
+        });
+    });
+    symbols
 }
