@@ -1,13 +1,22 @@
 //! `cargo bench -p errorwatch-server --bench ingest`
 //!
-//! Starts the server binary on a fresh SQLite file (WAL, synchronous=FULL), has 16 concurrent
-//! clients post distinct v2 events of one group over keep-alive connections, and prints the
-//! events acknowledged per second, the events found stored afterwards, and the server's peak
-//! memory. Three runs; median with the spread.
+//! Starts the server binary on each store: a fresh SQLite file (WAL, synchronous=FULL), then a
+//! fresh PostgreSQL database (synchronous commit) behind one server and behind two. 16
+//! concurrent clients post distinct v2 events of one group over keep-alive connections (with
+//! two servers, half the clients on each), and it prints the events acknowledged per second,
+//! the events found stored afterwards, and the servers' peak memory. Three runs of each,
+//! interleaved; median with the spread, and each store's ratio to SQLite.
 //!
-//! With `ERRORWATCH_BASELINE_BIN=/path/to/an/other/errorwatch-server`, the runs alternate
-//! between that binary and this one, and the ratio of their medians is printed: how a change
-//! moved throughput, measured in one run on one machine.
+//! PostgreSQL is the machine's own (`initdb`, `postgres`), started in a temporary directory;
+//! `ERRORWATCH_BENCH_STORES=sqlite` runs SQLite alone.
+//!
+//! With `ERRORWATCH_BASELINE_BIN=/path/to/an/other/errorwatch-server`, the SQLite runs
+//! alternate between that binary and this one, and the ratio of their medians is printed: how
+//! a change moved throughput, measured in one run on one machine.
+
+#[allow(dead_code)]
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,15 +48,41 @@ fn main() {
         "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {RUNS} runs"
     );
     let baseline_bin = std::env::var("ERRORWATCH_BASELINE_BIN").ok();
+    let with_postgres = std::env::var("ERRORWATCH_BENCH_STORES").as_deref() != Ok("sqlite");
+    let cluster = with_postgres.then(postgres::Cluster::start);
     let mut runs = Vec::new();
     let mut baseline = Vec::new();
+    let mut on_postgres = [Vec::new(), Vec::new()];
     for _ in 0..RUNS {
         if let Some(bin) = &baseline_bin {
-            baseline.push(runtime.block_on(run(bin)));
+            baseline.push(runtime.block_on(run(bin, Store::Sqlite)));
         }
-        runs.push(runtime.block_on(run(BIN)));
+        runs.push(runtime.block_on(run(BIN, Store::Sqlite)));
+        if let Some(cluster) = &cluster {
+            for (instances, results) in on_postgres.iter_mut().enumerate() {
+                let url = cluster.new_database_url();
+                let store = Store::Postgres {
+                    url: &url,
+                    instances: instances + 1,
+                };
+                results.push(runtime.block_on(run(BIN, store)));
+            }
+        }
     }
-    report("this build", &runs);
+    report("SQLite, 1 server", &runs);
+    if cluster.is_some() {
+        let (sqlite, _, _) = spread(&runs, |r| r.stored_per_sec);
+        for (instances, results) in on_postgres.iter().enumerate() {
+            report(&format!("PostgreSQL, {} server(s)", instances + 1), results);
+            let (ours, low, high) = spread(results, |r| r.stored_per_sec);
+            println!(
+                "  stored / SQLite's median {:>7.2}  [{:.2} .. {:.2}]",
+                ours / sqlite,
+                low / sqlite,
+                high / sqlite
+            );
+        }
+    }
     if let Some(bin) = &baseline_bin {
         report(bin, &baseline);
         let (current, _, _) = spread(&runs, |r| r.acknowledged_per_sec);
@@ -92,13 +127,23 @@ fn report(name: &str, runs: &[Run]) {
             }
         );
     }
-    println!("  server peak RSS         {rss:>8.1} MiB  [{rss_min:.1} .. {rss_max:.1}]");
+    println!("  server peak RSS         {rss:>8.1} MiB  [{rss_min:.1} .. {rss_max:.1}] (the larger server's)");
 }
 
-async fn run(bin: &str) -> Run {
+/// Where the events go.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    Sqlite,
+    Postgres { url: &'a str, instances: usize },
+}
+
+async fn run(bin: &str, store: Store<'_>) -> Run {
     let dir = std::env::temp_dir().join(format!("ew-bench-{}-{}", std::process::id(), nonce()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    let (database_url, instances) = match store {
+        Store::Sqlite => (format!("sqlite://{}", dir.join("bench.db").display()), 1),
+        Store::Postgres { url, instances } => (url.to_owned(), instances),
+    };
     let command = |args: &[&str]| {
         let mut command = Command::new(bin);
         command
@@ -117,33 +162,41 @@ async fn run(bin: &str) -> Run {
         .expect("create");
     let created: serde_json::Value = serde_json::from_slice(&created.stdout).expect("json");
     let key = created["api_key"].as_str().expect("key").to_owned();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        listener.local_addr().expect("addr").port()
-    };
-    let mut server = command(&["serve"])
-        .env("ERRORWATCH_BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut servers = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..instances {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            listener.local_addr().expect("addr").port()
+        };
+        servers.push(
+            command(&["serve"])
+                .env("ERRORWATCH_BIND", format!("127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("serve"),
+        );
+        bases.push(format!("http://127.0.0.1:{port}"));
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()
         .expect("client");
-    let up = Instant::now();
-    while http
-        .get(format!("{base}/health/live"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            up.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for base in &bases {
+        let up = Instant::now();
+        while http
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                up.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     let acknowledged = Arc::new(AtomicU64::new(0));
@@ -153,7 +206,7 @@ async fn run(bin: &str) -> Run {
         let (http, key, base, acknowledged) = (
             http.clone(),
             key.clone(),
-            base.clone(),
+            bases[client % bases.len()].clone(),
             acknowledged.clone(),
         );
         clients.push(tokio::spawn(async move {
@@ -185,19 +238,24 @@ async fn run(bin: &str) -> Run {
         let _ = client.await;
     }
     let elapsed = started.elapsed();
-    let peak_rss_mib = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<f64>().ok())
+    let peak_rss_mib = servers
+        .iter()
+        .map(|server| {
+            std::fs::read_to_string(format!("/proc/{}/status", server.id()))
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|kib| kib.parse::<f64>().ok())
+                })
+                .unwrap_or(0.0)
+                / 1024.0
         })
-        .unwrap_or(0.0)
-        / 1024.0;
+        .fold(0.0, f64::max);
     let groups: serde_json::Value = http
-        .get(format!("{base}/api/v1/groups"))
+        .get(format!("{}/api/v1/groups", bases[0]))
         .bearer_auth("bench-admin")
         .send()
         .await
@@ -206,8 +264,10 @@ async fn run(bin: &str) -> Run {
         .await;
     let stored = groups["groups"][0]["count"].as_u64().unwrap_or(0);
     // SIGTERM: the graceful path.
-    let _ = Command::new("kill").arg(server.id().to_string()).status();
-    let _ = server.wait();
+    for mut server in servers {
+        let _ = Command::new("kill").arg(server.id().to_string()).status();
+        let _ = server.wait();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let acknowledged = acknowledged.load(Ordering::Relaxed);
     Run {

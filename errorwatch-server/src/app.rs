@@ -14,9 +14,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 
 use crate::config::Config;
-use crate::dedupe::Dedupe;
 use crate::ingest::body::BodyBudget;
-use crate::ingest::quota::Quotas;
+use crate::ingest::quota::UsedUp;
 use crate::keys::KeyCache;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -32,8 +31,7 @@ pub(crate) struct AppState {
     pub(crate) keys: KeyCache,
     pub(crate) writer: Writer,
     pub(crate) limiter: RateLimiter,
-    pub(crate) dedupe: Dedupe,
-    pub(crate) quotas: Arc<Quotas>,
+    pub(crate) used_up: UsedUp,
     pub(crate) budget: BodyBudget,
     pub(crate) metrics: Arc<Metrics>,
     /// One permit per API request that may run at once.

@@ -60,6 +60,9 @@ pub struct Config {
     /// The most the database file may grow to (`DATABASE_MAX_MB`, default unlimited): beyond,
     /// events are answered 503 until retention or an operator frees space.
     pub max_database_bytes: Option<u64>,
+    /// Connections to PostgreSQL kept at most (`DATABASE_MAX_CONNECTIONS`, default 10; unused
+    /// on SQLite).
+    pub database_max_connections: u32,
     /// Most events per store transaction.
     pub max_batch: usize,
     /// Days events are kept.
@@ -72,7 +75,10 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("bind", &self.bind)
-            .field("database_url", &self.database_url)
+            .field(
+                "database_url",
+                &crate::store::redact_url(&self.database_url),
+            )
             .field(
                 "admin_api_key",
                 &self.admin_api_key.as_ref().map(|_| "[set]"),
@@ -107,6 +113,7 @@ impl Config {
             body_budget_bytes: 256 << 20,
             create_database: true,
             max_database_bytes: None,
+            database_max_connections: 10,
             max_batch: 512,
             retention_days: 30,
             clock: crate::Clock::system(),
@@ -195,6 +202,15 @@ impl Config {
         config.max_database_bytes = match get("DATABASE_MAX_MB") {
             None => None,
             Some(_) => Some(number("DATABASE_MAX_MB", 0)?.max(1).saturating_mul(1 << 20)),
+        };
+        config.database_max_connections = match number("DATABASE_MAX_CONNECTIONS", 10)? {
+            0 => {
+                return Err(ConfigError::Invalid {
+                    name: "DATABASE_MAX_CONNECTIONS",
+                    reason: "at least 2 connections are needed (one writes, one reads)".into(),
+                })
+            }
+            n => n.clamp(2, 1_000) as u32,
         };
         // Only `migrate`, `--create-database` and `--dev` create a database.
         config.create_database = dev;

@@ -1,5 +1,5 @@
 //! `errorwatch-server`: a small ErrorWatch-compatible ingestion server on an embedded SQLite
-//! store. It accepts exactly what the production ErrorWatch server accepts, groups events into
+//! store, or on PostgreSQL, where several servers on one database act as one. It accepts exactly what the production ErrorWatch server accepts, groups events into
 //! issues the same way, and stores every event it acknowledges before acknowledging it.
 //!
 //! Start it in-process (as the tests and the demo do):
@@ -22,7 +22,6 @@ mod api;
 mod app;
 pub mod clock;
 pub mod config;
-mod dedupe;
 pub mod grouping;
 mod ingest;
 pub mod keys;
@@ -97,6 +96,7 @@ impl Server {
             &OpenOptions {
                 create_if_missing: config.create_database,
                 max_bytes: config.max_database_bytes,
+                max_connections: Some(config.database_max_connections),
             },
         )
         .await?;
@@ -125,9 +125,11 @@ impl Server {
             idle_timeout: config.idle_timeout,
         };
         let state = Arc::new(app::AppState {
-            limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute),
-            dedupe: dedupe::Dedupe::default(),
-            quotas: Default::default(),
+            limiter: rate_limit::RateLimiter::new(
+                config.rate_limit_per_minute,
+                store.is_shared().then(|| store.clone()),
+            ),
+            used_up: Default::default(),
             budget: ingest::body::BodyBudget::new(config.body_budget_bytes),
             slots: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_requests.max(1),
@@ -149,7 +151,7 @@ impl Server {
             shutdown,
             DRAIN,
         ));
-        let retention = tokio::spawn(retention(store, state.config.retention_days));
+        let retention = tokio::spawn(maintenance(store, state.config.retention_days));
         tracing::info!(%addr, "errorwatch-server listening");
         Ok(Server {
             addr,
@@ -275,12 +277,33 @@ impl NewKey {
     }
 }
 
-/// Deletes events past the retention period, hourly.
-async fn retention(store: Store, days: i64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+/// The periodic tasks, each run by one server of those on the database: retention hourly,
+/// and expired duplicate windows every minute. Every server checks each minute whether a task
+/// is due, and the store lets exactly one claim it.
+async fn maintenance(store: Store, retention_days: i64) {
+    const MINUTE_MS: i64 = 60_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        let cutoff = chrono::Utc::now().timestamp_millis() - days * 86_400_000;
+        let now = chrono::Utc::now().timestamp_millis();
+        // A little less than the period, so that tick jitter never skips a run.
+        if let Ok(true) = store.claim_task("windows", now, MINUTE_MS - 1_000).await {
+            if let Err(error) = store.expire_windows(now - 2 * MINUTE_MS).await {
+                tracing::warn!(%error, "expired windows could not be deleted");
+            }
+        }
+        match store
+            .claim_task("retention", now, 60 * MINUTE_MS - 1_000)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "retention could not be scheduled");
+                continue;
+            }
+        }
+        let cutoff = now - retention_days * 86_400_000;
         match store.purge_before(cutoff).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "old events deleted"),

@@ -132,7 +132,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             store.close().await;
-            println!("migrations applied to {url}");
+            println!(
+                "migrations applied to {}",
+                errorwatch_server::store::redact_url(&url)
+            );
             Ok(())
         }
         Command::Project {
@@ -279,6 +282,7 @@ async fn open(dev: bool) -> Result<(Config, Store), String> {
     let options = OpenOptions {
         create_if_missing: config.create_database,
         max_bytes: config.max_database_bytes,
+        max_connections: Some(config.database_max_connections),
     };
     let store = Store::open(&config.database_url, &options)
         .await

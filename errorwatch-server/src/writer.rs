@@ -15,9 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ingest::body::BudgetShare;
-use crate::ingest::quota::Reservation;
 use crate::metrics::Metrics;
-use crate::store::{NewEvent, Store, StoreError};
+use crate::store::{NewEvent, Outcome, Store, StoreError};
 
 /// How often an idle writer checks the file (and, when unhealthy, tries a write).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -33,11 +32,10 @@ pub(crate) enum SubmitError {
 
 struct Pending {
     event: NewEvent,
-    /// The event's unit of its project's daily quota, confirmed once it is committed.
-    quota: Reservation,
     /// The bytes it holds, counted in the body budget until it is stored.
     budget: BudgetShare,
-    stored: oneshot::Sender<bool>,
+    /// What became of it once its batch committed; dropped unsent when the batch failed.
+    done: oneshot::Sender<Outcome>,
 }
 
 /// Whether the store takes writes, as the last write found. Read on every request: a flag
@@ -119,19 +117,18 @@ impl Writer {
         &self.health
     }
 
-    /// Queues an event; the receiver says whether it was stored.
+    /// Queues an event; the receiver says what became of it once its batch committed, and
+    /// fails when the batch did not.
     pub(crate) fn submit(
         &self,
         event: NewEvent,
-        quota: Reservation,
         budget: BudgetShare,
-    ) -> Result<oneshot::Receiver<bool>, SubmitError> {
-        let (stored, receiver) = oneshot::channel();
+    ) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
+        let (done, receiver) = oneshot::channel();
         match self.tx.try_send(Pending {
             event,
-            quota,
             budget,
-            stored,
+            done,
         }) {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Full),
@@ -183,34 +180,29 @@ async fn run(
         let mut acks = Vec::with_capacity(batch.len());
         for pending in batch {
             events.push(pending.event);
-            acks.push((pending.quota, pending.budget, pending.stored));
+            acks.push((pending.budget, pending.done));
         }
         let started = Instant::now();
         // Committed into a file that is no longer the database is not stored: check the file
         // after the commit, before anyone is told.
-        let written = store
-            .write_batch(&events)
-            .await
-            .and_then(|()| store.check_file());
-        let stored = match written {
-            Ok(()) => {
-                metrics.stored(events.len(), started.elapsed());
+        let written = match store.write_batch(&events).await {
+            Ok(outcomes) => store.check_file().map(|()| outcomes),
+            Err(error) => Err(error),
+        };
+        match written {
+            Ok(outcomes) => {
+                let stored = outcomes.iter().filter(|o| **o == Outcome::Stored).count();
+                metrics.stored(stored, started.elapsed());
                 health.succeeded();
-                true
+                for ((_budget, done), outcome) in acks.into_iter().zip(outcomes) {
+                    let _ = done.send(outcome);
+                }
             }
             Err(error) => {
                 metrics.store_failed(events.len());
                 health.failed(&error);
-                false
+                // Dropping the senders tells each handler its event was not stored.
             }
-        };
-        // The quota unit stays used only for a stored event, whether or not its client
-        // is still there to hear about it.
-        for (quota, _budget, ack) in acks {
-            if stored {
-                quota.confirm();
-            }
-            let _ = ack.send(stored);
         }
     }
     metrics.set_queue_depth(0);

@@ -1,6 +1,8 @@
 //! The binary's command line: a missing or bad setting, or a port in use, stops it with one
 //! clear line and a non-zero exit.
 
+mod support;
+
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
@@ -52,10 +54,29 @@ fn bad_settings_stop_startup_with_one_line() {
     let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
     let (ok, _, stderr) = run(
         &["serve"],
-        &[secret, ("DATABASE_URL", "postgres://nowhere/db")],
+        &[secret, ("DATABASE_URL", "mysql://nowhere/db")],
     );
     assert!(!ok);
     assert!(one_line(&stderr).contains("DATABASE_URL"), "{stderr}");
+
+    // An unreachable PostgreSQL is named, its password never.
+    let (ok, _, stderr) = run(
+        &["serve"],
+        &[
+            secret,
+            (
+                "DATABASE_URL",
+                "postgres://ew:hunter2-secret@nowhere.invalid/db",
+            ),
+        ],
+    );
+    assert!(!ok);
+    let line = one_line(&stderr);
+    assert!(
+        line.contains("postgres://ew@nowhere.invalid:5432/db cannot be reached"),
+        "{stderr}"
+    );
+    assert!(!line.contains("hunter2"), "{stderr}");
 
     let (ok, _, stderr) = run(
         &["serve"],
@@ -334,7 +355,30 @@ fn an_unwritable_shm_file_is_refused_before_sqlite_maps_it() {
 async fn projects_are_unique_and_keys_can_be_listed_added_and_revoked() {
     let dir = std::env::temp_dir().join(format!("ew-cli-keys-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let db = format!("sqlite://{}", dir.join("errorwatch.db").display());
+    keys_and_projects(format!("sqlite://{}", dir.join("errorwatch.db").display())).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_works_on_postgres_and_a_missing_database_is_named() {
+    let db = support::postgres::Cluster::shared().new_database_url();
+    let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
+    // `serve` never creates a database; `migrate` does.
+    let (ok, _, stderr) = run(&["serve"], &[secret, ("DATABASE_URL", &db)]);
+    assert!(!ok);
+    let line = one_line(&stderr);
+    let name = db.rsplit('/').next().unwrap_or_default();
+    assert!(
+        line.contains("the database postgres://postgres@127.0.0.1:")
+            && line.contains(&format!("/{name} does not exist")),
+        "{line}"
+    );
+    keys_and_projects(db).await;
+}
+
+/// Migrate, create projects (unique names), list, add, revoke and list keys, then check that a
+/// server on the store takes the new key only.
+async fn keys_and_projects(db: String) {
     let secret = ("API_KEY_HASH_SECRET", "cli-test-secret-0123456789");
     let database = ("DATABASE_URL", db.as_str());
     let json = |stdout: &str| -> serde_json::Value { serde_json::from_str(stdout).expect("JSON") };
@@ -426,5 +470,4 @@ async fn projects_are_unique_and_keys_can_be_listed_added_and_revoked() {
         401
     );
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

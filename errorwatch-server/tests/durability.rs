@@ -14,7 +14,7 @@ use support::process::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_event_survives_sigkill() {
     let dir = TempDir::new("durability");
-    let database_url = dir.database_url();
+    let database_url = support::database_url(&dir);
     let key = new_project(&database_url);
 
     let http = reqwest::Client::new();

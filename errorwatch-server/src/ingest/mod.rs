@@ -34,10 +34,9 @@ use crate::pii;
 use crate::rate_limit::Verdict;
 use crate::rejection::Rejection;
 use crate::serve::ClientAddr;
-use crate::store::{NewEvent, ProjectAuth};
+use crate::store::{NewEvent, Outcome, ProjectAuth};
 use crate::writer::SubmitError;
 use body::{ReadBody, ReadLimits};
-use quota::QuotaError;
 
 /// The SDK routes.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -65,7 +64,10 @@ fn route(route: Route) -> MethodRouter<Arc<AppState>> {
 }
 
 async fn ingest(state: &AppState, client: SocketAddr, request: Request, route: Route) -> Response {
-    let verdict = state.limiter.check(client.ip(), state.config.clock.now());
+    let verdict = state
+        .limiter
+        .check(client.ip(), state.config.clock.now_ms())
+        .await;
     let mut response = match take(state, &verdict, request, route).await {
         Ok(response) => response,
         Err(rejection) => {
@@ -145,44 +147,63 @@ async fn take(
             json!({ "success": true, "sampled": false }),
         ));
     }
-    let reservation = state
-        .quotas
-        .reserve(&state.store, project.project_id, now, project.daily_quota)
-        .await
-        .map_err(|e| match e {
-            QuotaError::Exceeded { used } => Rejection::QuotaExceeded {
-                quota: project.daily_quota.unwrap_or_default(),
-                used,
-            },
-            QuotaError::Store(error) => {
-                tracing::error!(%error, "a quota could not be loaded");
-                Rejection::StoreUnavailable
-            }
-        })?;
-    writable(state)?;
-    if state.dedupe.is_repeat(
-        grouping::dedupe_key(project.project_id, &accepted),
-        state.config.clock.now(),
-    ) {
-        state.metrics.rejected("deduplicated");
-        return Ok(accepted_answer(
-            json!({ "success": true, "deduplicated": true }),
-        ));
+    if let Some(used) = state
+        .used_up
+        .used(project.project_id, now, project.daily_quota)
+    {
+        return Err(Rejection::QuotaExceeded {
+            quota: project.daily_quota.unwrap_or_default(),
+            used,
+        });
     }
-    // 6. Write, then acknowledge.
+    writable(state)?;
+    // 6. Write: the store decides, in the batch's transaction, whether it is a repeat within
+    // the duplicate window or over the day's quota; then acknowledge.
     let event_id = accepted.event_id.clone();
-    let event = to_new_event(project.project_id, accepted, &body, now);
+    let mut event = to_new_event(&project, accepted, &body, now, state.config.clock.now_ms());
+    for text in [
+        &mut event.title,
+        &mut event.level,
+        &mut event.env,
+        &mut event.stack,
+        &mut event.file,
+        &mut event.dedupe_key,
+    ] {
+        without_nul(text);
+    }
+    for text in [
+        &mut event.event_id,
+        &mut event.release,
+        &mut event.message,
+        &mut event.error_type,
+        &mut event.error_value,
+        &mut event.user_id,
+        &mut event.url,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        without_nul(text);
+    }
     drop(body);
-    let stored = state
-        .writer
-        .submit(event, reservation, share)
-        .map_err(|e| match e {
-            SubmitError::Full => Rejection::Overloaded,
-            SubmitError::Closed => Rejection::StoreUnavailable,
-        })?;
+    let done = state.writer.submit(event, share).map_err(|e| match e {
+        SubmitError::Full => Rejection::Overloaded,
+        SubmitError::Closed => Rejection::StoreUnavailable,
+    })?;
     state.metrics.accepted();
-    if stored.await != Ok(true) {
-        return Err(Rejection::StoreUnavailable);
+    match done.await {
+        Ok(Outcome::Stored) => {}
+        Ok(Outcome::Duplicate) => {
+            state.metrics.rejected("deduplicated");
+            return Ok(accepted_answer(
+                json!({ "success": true, "deduplicated": true }),
+            ));
+        }
+        Ok(Outcome::QuotaExceeded { quota, used }) => {
+            state.used_up.remember(project.project_id, now, quota, used);
+            return Err(Rejection::QuotaExceeded { quota, used });
+        }
+        Err(_) => return Err(Rejection::StoreUnavailable),
     }
     Ok(accepted_answer(match route {
         Route::Envelope => json!({ "success": true, "queued": true, "event_id": event_id }),
@@ -219,8 +240,16 @@ fn accepted_answer(body: Value) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-fn to_new_event(project_id: i64, accepted: Accepted, body: &Value, now: i64) -> NewEvent {
+fn to_new_event(
+    project: &ProjectAuth,
+    accepted: Accepted,
+    body: &Value,
+    now: i64,
+    window_now: i64,
+) -> NewEvent {
+    let project_id = project.project_id;
     let (fingerprint, rule) = grouping::fingerprint(project_id, &accepted);
+    let dedupe_key = grouping::dedupe_key(project_id, &accepted);
     let message = pii::scrub(&accepted.message);
     let non_empty = |text: Option<String>| text.filter(|t| !t.is_empty());
     NewEvent {
@@ -248,6 +277,9 @@ fn to_new_event(project_id: i64, accepted: Accepted, body: &Value, now: i64) -> 
         url: accepted.url,
         status_code: accepted.status_code,
         payload: body.to_string(),
+        dedupe_key,
+        seen_at: window_now,
+        daily_quota: project.daily_quota,
     }
 }
 
@@ -258,7 +290,29 @@ async fn store_log(
     body: &Value,
     now: i64,
 ) -> Result<Response, Rejection> {
-    let entry = validate::log(body, now).map_err(|details| invalid(Route::Log, details))?;
+    let mut entry = validate::log(body, now).map_err(|details| invalid(Route::Log, details))?;
+    for text in [
+        &mut entry.level,
+        &mut entry.channel,
+        &mut entry.message,
+        &mut entry.source,
+    ] {
+        without_nul(text);
+    }
+    for text in [
+        &mut entry.env,
+        &mut entry.release,
+        &mut entry.url,
+        &mut entry.request_id,
+        &mut entry.user_id,
+        &mut entry.trace_id,
+        &mut entry.span_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        without_nul(text);
+    }
     writable(state)?;
     state
         .store
@@ -277,7 +331,15 @@ async fn store_checkin(
     body: &Value,
     now: i64,
 ) -> Result<Response, Rejection> {
-    let check_in = validate::checkin(body).map_err(|details| invalid(Route::CheckIn, details))?;
+    let mut check_in =
+        validate::checkin(body).map_err(|details| invalid(Route::CheckIn, details))?;
+    without_nul(&mut check_in.slug);
+    for text in [&mut check_in.checkin_id, &mut check_in.env]
+        .into_iter()
+        .flatten()
+    {
+        without_nul(text);
+    }
     writable(state)?;
     let checkin = state
         .store
@@ -303,6 +365,16 @@ fn writable(state: &AppState) -> Result<(), Rejection> {
 fn store_failed(error: crate::store::StoreError) -> Rejection {
     tracing::error!(%error, "a write failed");
     Rejection::StoreUnavailable
+}
+
+/// Replaces U+0000 with U+FFFD. PostgreSQL's text cannot hold U+0000 (production ErrorWatch
+/// loses such events: its insert fails); both backends keep the replacement, so one event's
+/// NUL never fails the batch of others it is written with. JSON kept as text (the payload) is
+/// unaffected: serialised, a NUL is the six characters `\u0000`.
+fn without_nul(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
 }
 
 fn random_unit() -> f64 {

@@ -1,10 +1,15 @@
-//! The store: what the server keeps, behind one interface, with SQLite as its backend.
+//! The store: what the server keeps, behind one interface, on SQLite (one server's file) or
+//! PostgreSQL (one database several servers share).
 //!
 //! Every write is a transaction the backend confirms before the caller acknowledges anything:
 //! a `202` is sent only for an event whose transaction has committed. A backend that cannot
 //! tell whether a transaction committed answers an error, never success.
 
+mod batch;
+mod postgres;
 mod sqlite;
+
+pub use batch::Outcome;
 
 use std::path::PathBuf;
 
@@ -16,9 +21,9 @@ use errorwatch_protocol::validate::{CheckIn, LogEntry};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `DATABASE_URL` is not a URL this server can open.
-    #[error("DATABASE_URL is not a usable SQLite URL ({url}): {reason}")]
+    #[error("DATABASE_URL is not a usable database URL ({url}): {reason}")]
     BadUrl {
-        /// The URL (it holds no secret for SQLite).
+        /// The URL, any password hidden.
         url: String,
         /// What is wrong.
         reason: String,
@@ -32,6 +37,23 @@ pub enum StoreError {
     Missing {
         /// The file.
         path: PathBuf,
+    },
+    /// The PostgreSQL database does not exist, and creating one was not asked for.
+    #[error(
+        "the database {database} does not exist; create it with `errorwatch-server migrate` \
+         (or start with --create-database)"
+    )]
+    MissingDatabase {
+        /// The database, without its password.
+        database: String,
+    },
+    /// PostgreSQL refused the connection or did not answer.
+    #[error("the database {database} cannot be reached: {cause}")]
+    Unreachable {
+        /// The database, without its password.
+        database: String,
+        /// What the connection attempt said.
+        cause: String,
     },
     /// The database cannot be opened, or opened but not written.
     #[error("the database {} cannot be used: {cause}", path.display())]
@@ -73,6 +95,8 @@ pub struct OpenOptions {
     /// The most bytes the database file may hold (SQLite's `max_page_count`): beyond, writes
     /// fail and events are answered 503 until space is freed.
     pub max_bytes: Option<u64>,
+    /// Connections to PostgreSQL this server keeps at most (default 10).
+    pub max_connections: Option<u32>,
 }
 
 /// The project settings an API key opens.
@@ -133,6 +157,12 @@ pub struct NewEvent {
     pub status_code: Option<i64>,
     /// The body as received.
     pub payload: String,
+    /// What tells a repeat of it (see `grouping::dedupe_key`).
+    pub dedupe_key: String,
+    /// When its duplicate window would open (ms, the server's window clock).
+    pub seen_at: i64,
+    /// Its project's daily quota when it was admitted.
+    pub daily_quota: Option<i64>,
 }
 
 /// An issue, as the query API shows it.
@@ -294,6 +324,7 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
 }
 
 /// Runs `$body` with `$store` bound to the backend.
@@ -301,23 +332,68 @@ macro_rules! with_backend {
     ($self:ident, $store:ident => $body:expr) => {
         match &$self.backend {
             Backend::Sqlite($store) => $body,
+            Backend::Postgres($store) => $body,
         }
     };
 }
 
 impl Store {
-    /// Opens the database at `url` and applies the migrations. `sqlite::memory:` gives a
-    /// private in-memory database.
+    /// Opens the database at `url` and applies the migrations: `sqlite://path` (or
+    /// `sqlite::memory:` for a private in-memory database) or `postgres://...`.
     ///
     /// # Errors
     ///
-    /// [`StoreError::BadUrl`] for a URL of another kind, [`StoreError::Missing`] when the file
-    /// does not exist and `options` does not create it, [`StoreError::Unusable`] when it cannot
-    /// be opened or written (the cause names permissions, a missing directory or a read-only
-    /// file), and [`StoreError::Migrate`] when the migrations fail.
+    /// [`StoreError::BadUrl`] for a URL of another kind, [`StoreError::Missing`] (a file) or
+    /// [`StoreError::MissingDatabase`] (PostgreSQL) when the database does not exist and
+    /// `options` does not create it, [`StoreError::Unusable`] when a file cannot be opened or
+    /// written (the cause names permissions, a missing directory or a read-only file),
+    /// [`StoreError::Unreachable`] when PostgreSQL refuses or does not answer, and
+    /// [`StoreError::Migrate`] when the migrations fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), errorwatch_server::StoreError> {
+    /// use errorwatch_server::{OpenOptions, Store};
+    ///
+    /// let store = Store::open("sqlite::memory:", &OpenOptions::default()).await?;
+    /// assert_eq!(store.event_count().await?, 0);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
     pub async fn open(url: &str, options: &OpenOptions) -> Result<Store, StoreError> {
-        let backend = Backend::Sqlite(sqlite::SqliteStore::open(url, options).await?);
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::PostgresStore::open(url, options).await?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(url, options).await?)
+        };
         Ok(Store { backend })
+    }
+
+    /// Whether several servers may share this store (PostgreSQL): then the rate limit is
+    /// counted in it too. A SQLite file belongs to one server.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Takes up to `want` of a client's `limit` requests in the minute starting at `window`
+    /// (ms), for every server on the store together: returns how many were granted and how
+    /// many the window has granted in all. On a store one server owns, everything asked.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the write ([`StoreError`]).
+    pub(crate) async fn take_rate_lease(
+        &self,
+        client: &str,
+        window: i64,
+        want: i64,
+        limit: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok((want, 0)),
+            Backend::Postgres(store) => store.take_rate_lease(client, window, want, limit).await,
+        }
     }
 
     /// Whether the store answers a read.
@@ -332,7 +408,10 @@ impl Store {
     ///
     /// [`StoreError::FileGone`] once the file was deleted or replaced.
     pub fn check_file(&self) -> Result<(), StoreError> {
-        with_backend!(self, store => store.check_file())
+        match &self.backend {
+            Backend::Sqlite(store) => store.check_file(),
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
     /// Writes and deletes a small row in one committed transaction: whether writes succeed.
@@ -433,30 +512,36 @@ impl Store {
         with_backend!(self, store => store.all_keys().await)
     }
 
-    /// Writes a batch of events and their groups in one transaction; `Ok` only once it has
-    /// committed.
+    /// Writes a batch of events and their groups in one transaction, and says what became of
+    /// each event (stored, a repeat within the duplicate window, over its daily quota); `Ok`
+    /// only once the transaction has committed. These rules are decided in the transaction, so
+    /// they hold across every server on the database.
     ///
     /// # Errors
     ///
     /// When the database fails the read or the write ([`StoreError`]); a write that fails is
     /// not committed.
-    pub async fn write_batch(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+    pub async fn write_batch(&self, events: &[NewEvent]) -> Result<Vec<Outcome>, StoreError> {
         with_backend!(self, store => store.write_batch(events).await)
     }
 
-    /// How many events of `project_id` were received at or after `since` (ms): a daily
-    /// quota's use after a restart.
+    /// Claims a periodic `task` for this server when no server on the database ran it in the
+    /// last `every` ms: among several servers, one runs it.
     ///
     /// # Errors
     ///
-    /// When the database fails the read or the write ([`StoreError`]); a write that fails is
-    /// not committed.
-    pub async fn events_received_since(
-        &self,
-        project_id: i64,
-        since: i64,
-    ) -> Result<i64, StoreError> {
-        with_backend!(self, store => store.events_received_since(project_id, since).await)
+    /// When the database fails the write ([`StoreError`]).
+    pub async fn claim_task(&self, task: &str, now: i64, every: i64) -> Result<bool, StoreError> {
+        with_backend!(self, store => store.claim_task(task, now, every).await)
+    }
+
+    /// Forgets duplicate windows opened before `cutoff` (ms); returns how many.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the write ([`StoreError`]).
+    pub async fn expire_windows(&self, cutoff: i64) -> Result<u64, StoreError> {
+        with_backend!(self, store => store.expire_windows(cutoff).await)
     }
 
     /// Lists groups, and how many match in all.
@@ -605,9 +690,154 @@ impl Store {
     }
 }
 
+/// `url` with its password hidden (`postgres://user:[hidden]@host/db`), fit for logs and
+/// messages.
+///
+/// ```
+/// use errorwatch_server::store::redact_url;
+///
+/// assert_eq!(redact_url("postgres://ew:s3cret@db:5432/ew"), "postgres://ew:[hidden]@db:5432/ew");
+/// assert_eq!(redact_url("sqlite://errorwatch.db"), "sqlite://errorwatch.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let Some(at) = url[scheme_end..].rfind('@').map(|i| i + scheme_end) else {
+        return url.to_owned();
+    };
+    let credentials = &url[scheme_end..at];
+    match credentials.find(':') {
+        Some(colon) => format!(
+            "{}{}:[hidden]{}",
+            &url[..scheme_end],
+            &credentials[..colon],
+            &url[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
 /// Milliseconds since the epoch as RFC 3339.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// The columns of a group and of an event, in the order the decoders read them.
+pub(super) const GROUP_COLUMNS: &str =
+    "fingerprint, project_id, title, error_type, level, status, count, users_affected, \
+                             first_seen, last_seen, file, line, env, regressed_at, error_value, grouping_rule";
+
+pub(super) const EVENT_COLUMNS: &str =
+    "id, event_id, fingerprint, created_at, received_at, level, env, release, message, \
+                             error_type, error_value, file, line, user_id, payload, stack";
+
+/// Defines the row decoders (`event_from_row`, `group_from_row`, `checkin_json`, `log_json`)
+/// for one backend's row type: one reading of each row, whichever database it came from.
+macro_rules! row_decoders {
+    ($row:ty) => {
+        fn event_from_row(row: &$row) -> Result<StoredEvent, StoreError> {
+            let payload: String = row.try_get(14)?;
+            Ok(StoredEvent {
+                id: row.try_get(0)?,
+                event_id: row.try_get(1)?,
+                fingerprint: row.try_get(2)?,
+                created_at: rfc3339(row.try_get(3)?),
+                received_at: rfc3339(row.try_get(4)?),
+                level: row.try_get(5)?,
+                env: row.try_get(6)?,
+                release: row.try_get(7)?,
+                message: row.try_get(8)?,
+                error_type: row.try_get(9)?,
+                value: row.try_get(10)?,
+                file: row.try_get(11)?,
+                line: row.try_get(12)?,
+                user_id: row.try_get(13)?,
+                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                stack: row.try_get(15)?,
+            })
+        }
+
+        fn group_from_row(row: &$row) -> Result<Group, StoreError> {
+            Ok(Group {
+                fingerprint: row.try_get(0)?,
+                project_id: row.try_get(1)?,
+                title: row.try_get(2)?,
+                error_type: row.try_get(3)?,
+                level: row.try_get(4)?,
+                status: row.try_get(5)?,
+                count: row.try_get(6)?,
+                users_affected: row.try_get(7)?,
+                first_seen: rfc3339(row.try_get(8)?),
+                last_seen: rfc3339(row.try_get(9)?),
+                file: row.try_get(10)?,
+                line: row.try_get(11)?,
+                env: row.try_get(12)?,
+                regressed_at: row.try_get::<Option<i64>, _>(13)?.map(rfc3339),
+                error_value: row.try_get(14)?,
+                grouping_rule: row.try_get(15)?,
+            })
+        }
+
+        fn checkin_json(row: &$row) -> Result<serde_json::Value, StoreError> {
+            let time = |i: usize| -> Result<Option<String>, StoreError> {
+                Ok(row.try_get::<Option<i64>, _>(i)?.map(rfc3339))
+            };
+            Ok(serde_json::json!({
+                "id": row.try_get::<i64, _>(0)?,
+                "monitorId": row.try_get::<i64, _>(1)?,
+                "status": row.try_get::<String, _>(2)?,
+                "duration": row.try_get::<Option<i64>, _>(3)?,
+                "env": row.try_get::<Option<String>, _>(4)?,
+                "checkinId": row.try_get::<Option<String>, _>(5)?,
+                "payload": row
+                    .try_get::<Option<String>, _>(6)?
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()),
+                "startedAt": time(7)?,
+                "finishedAt": time(8)?,
+                "createdAt": time(9)?,
+            }))
+        }
+
+        fn log_json(row: &$row) -> Result<serde_json::Value, StoreError> {
+            let json = |i: usize| -> Result<serde_json::Value, StoreError> {
+                Ok(row
+                    .try_get::<Option<String>, _>(i)?
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or(serde_json::Value::Null))
+            };
+            Ok(serde_json::json!({
+                "id": row.try_get::<i64, _>(0)?,
+                "projectId": row.try_get::<i64, _>(1)?,
+                "timestamp": rfc3339(row.try_get(2)?),
+                "level": row.try_get::<String, _>(3)?,
+                "channel": row.try_get::<String, _>(4)?,
+                "message": row.try_get::<String, _>(5)?,
+                "source": row.try_get::<String, _>(6)?,
+                "env": row.try_get::<Option<String>, _>(7)?,
+                "release": row.try_get::<Option<String>, _>(8)?,
+                "url": row.try_get::<Option<String>, _>(9)?,
+                "requestId": row.try_get::<Option<String>, _>(10)?,
+                "userId": row.try_get::<Option<String>, _>(11)?,
+                "traceId": row.try_get::<Option<String>, _>(12)?,
+                "spanId": row.try_get::<Option<String>, _>(13)?,
+                "context": json(14)?,
+                "extra": json(15)?,
+            }))
+        }
+    };
+}
+pub(super) use row_decoders;
+
+/// A new check-in id: 16 random bytes as hex.
+pub(super) fn new_checkin_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Without a random source, a clock-based id still ties a finish to its start.
+    if getrandom::fill(&mut bytes).is_err() {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        bytes[..8].copy_from_slice(&now.to_le_bytes());
+    }
+    hex::encode(bytes)
 }

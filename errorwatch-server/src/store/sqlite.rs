@@ -7,6 +7,7 @@
 //! whose transaction did not commit is closed rather than reused, so no half-finished
 //! transaction or write lock outlives the error that caused it.
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,9 +22,10 @@ use sqlx::{Row, SqlitePool};
 
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
+use super::batch::{self, BatchTx, GroupUpdate, Outcome, WINDOW_MS};
 use super::{
-    rfc3339, ApiKey, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, Project, ProjectAuth,
-    StoreError, StoredEvent,
+    new_checkin_id, rfc3339, ApiKey, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, Project,
+    ProjectAuth, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
 };
 
 /// SQLite's page size, which `max_bytes` is counted in.
@@ -45,7 +47,7 @@ impl SqliteStore {
             reason,
         };
         if !url.starts_with("sqlite:") {
-            return Err(bad("only sqlite: URLs are supported".into()));
+            return Err(bad("only sqlite: and postgres: URLs are supported".into()));
         }
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let connect = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
@@ -92,7 +94,7 @@ impl SqliteStore {
             None => None,
         };
         let store = SqliteStore { pool, file, memory };
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("./migrations/sqlite")
             .run(&store.pool)
             .await
             .map_err(|e| match e {
@@ -141,21 +143,6 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await
-    }
-
-    pub(super) async fn events_received_since(
-        &self,
-        project_id: i64,
-        since: i64,
-    ) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query("SELECT count(*) FROM events WHERE project_id = ? AND received_at >= ?")
-                .bind(project_id)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?,
-        )
     }
 
     /// Whether the store answers.
@@ -326,84 +313,50 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Writes a batch of events and their groups in one transaction.
-    pub(super) async fn write_batch(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+    /// Writes a batch of events and their groups in one transaction, deciding each event's
+    /// fate by the rules of [`batch::write`].
+    pub(super) async fn write_batch(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut tx = self.begin().await?;
-        for event in events {
-            sqlx::query(
-                // Title, level, file and line are the first event's; type and value are
-                // back-filled by the first event that has them.
-                "INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
-                 grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
-                 line, env) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', 1, 0, ?, ?, ?, ?, ?) \
-                 ON CONFLICT(fingerprint) DO UPDATE SET \
-                   count = count + 1, \
-                   error_type = coalesce(error_type, excluded.error_type), \
-                   error_value = coalesce(error_value, excluded.error_value), \
-                   env = excluded.env, \
-                   first_seen = min(first_seen, excluded.first_seen), \
-                   last_seen = max(last_seen, excluded.last_seen), \
-                   regressed_at = CASE WHEN status = 'resolved' THEN excluded.last_seen ELSE regressed_at END, \
-                   status = 'unresolved'",
-            )
-            .bind(&event.fingerprint)
-            .bind(event.project_id)
-            .bind(&event.title)
-            .bind(&event.error_type)
-            .bind(&event.error_value)
-            .bind(event.grouping_rule)
-            .bind(&event.level)
-            .bind(event.created_at)
-            .bind(event.received_at)
-            .bind(&event.file)
-            .bind(event.line)
-            .bind(&event.env)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(user_id) = &event.user_id {
-                let added = sqlx::query(
-                    "INSERT OR IGNORE INTO group_users (fingerprint, user_id) VALUES (?, ?)",
-                )
-                .bind(&event.fingerprint)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-                if added.rows_affected() == 1 {
-                    sqlx::query("UPDATE groups SET users_affected = users_affected + 1 WHERE fingerprint = ?")
-                        .bind(&event.fingerprint)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            sqlx::query(
-                "INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
-                 release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&event.event_id)
-            .bind(event.project_id)
-            .bind(&event.fingerprint)
-            .bind(event.received_at)
-            .bind(event.created_at)
-            .bind(&event.level)
-            .bind(&event.env)
-            .bind(&event.release)
-            .bind(&event.message)
-            .bind(&event.error_type)
-            .bind(&event.error_value)
-            .bind(&event.stack)
-            .bind(&event.file)
-            .bind(event.line)
-            .bind(&event.user_id)
-            .bind(&event.url)
-            .bind(event.status_code)
-            .bind(&event.payload)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let outcomes = batch::write(&mut tx, events).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(outcomes)
+    }
+
+    /// Claims `task` for this server when it last ran `every` ms before `now` or longer ago.
+    pub(super) async fn claim_task(
+        &self,
+        task: &str,
+        now: i64,
+        every: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO maintenance (task, last_run) VALUES (?1, ?2) \
+             ON CONFLICT(task) DO UPDATE SET last_run = excluded.last_run \
+             WHERE maintenance.last_run <= excluded.last_run - ?3 RETURNING task",
+        )
+        .bind(task)
+        .bind(now)
+        .bind(every)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Forgets duplicate windows that closed before `cutoff`.
+    pub(super) async fn expire_windows(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM dedupe_windows WHERE started_at < ?")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// Lists groups.
@@ -600,34 +553,7 @@ impl SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let json = |i: usize| -> Result<serde_json::Value, StoreError> {
-                    Ok(row
-                        .try_get::<Option<String>, _>(i)?
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .unwrap_or(serde_json::Value::Null))
-                };
-                Ok(serde_json::json!({
-                    "id": row.try_get::<i64, _>(0)?,
-                    "projectId": row.try_get::<i64, _>(1)?,
-                    "timestamp": rfc3339(row.try_get(2)?),
-                    "level": row.try_get::<String, _>(3)?,
-                    "channel": row.try_get::<String, _>(4)?,
-                    "message": row.try_get::<String, _>(5)?,
-                    "source": row.try_get::<String, _>(6)?,
-                    "env": row.try_get::<Option<String>, _>(7)?,
-                    "release": row.try_get::<Option<String>, _>(8)?,
-                    "url": row.try_get::<Option<String>, _>(9)?,
-                    "requestId": row.try_get::<Option<String>, _>(10)?,
-                    "userId": row.try_get::<Option<String>, _>(11)?,
-                    "traceId": row.try_get::<Option<String>, _>(12)?,
-                    "spanId": row.try_get::<Option<String>, _>(13)?,
-                    "context": json(14)?,
-                    "extra": json(15)?,
-                }))
-            })
-            .collect()
+        rows.iter().map(log_json).collect()
     }
 
     /// Records a check-in of `project_id`, creating its monitor on first sight, in one
@@ -764,87 +690,7 @@ impl SqliteStore {
     }
 }
 
-const GROUP_COLUMNS: &str =
-    "fingerprint, project_id, title, error_type, level, status, count, users_affected, \
-                             first_seen, last_seen, file, line, env, regressed_at, error_value, grouping_rule";
-
-const EVENT_COLUMNS: &str =
-    "id, event_id, fingerprint, created_at, received_at, level, env, release, message, \
-                             error_type, error_value, file, line, user_id, payload, stack";
-
-fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
-    let payload: String = row.try_get(14)?;
-    Ok(StoredEvent {
-        id: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        fingerprint: row.try_get(2)?,
-        created_at: rfc3339(row.try_get(3)?),
-        received_at: rfc3339(row.try_get(4)?),
-        level: row.try_get(5)?,
-        env: row.try_get(6)?,
-        release: row.try_get(7)?,
-        message: row.try_get(8)?,
-        error_type: row.try_get(9)?,
-        value: row.try_get(10)?,
-        file: row.try_get(11)?,
-        line: row.try_get(12)?,
-        user_id: row.try_get(13)?,
-        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-        stack: row.try_get(15)?,
-    })
-}
-
-fn group_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Group, StoreError> {
-    Ok(Group {
-        fingerprint: row.try_get(0)?,
-        project_id: row.try_get(1)?,
-        title: row.try_get(2)?,
-        error_type: row.try_get(3)?,
-        level: row.try_get(4)?,
-        status: row.try_get(5)?,
-        count: row.try_get(6)?,
-        users_affected: row.try_get(7)?,
-        first_seen: rfc3339(row.try_get(8)?),
-        last_seen: rfc3339(row.try_get(9)?),
-        file: row.try_get(10)?,
-        line: row.try_get(11)?,
-        env: row.try_get(12)?,
-        regressed_at: row.try_get::<Option<i64>, _>(13)?.map(rfc3339),
-        error_value: row.try_get(14)?,
-        grouping_rule: row.try_get(15)?,
-    })
-}
-
-fn checkin_json(row: &sqlx::sqlite::SqliteRow) -> Result<serde_json::Value, StoreError> {
-    let time = |i: usize| -> Result<Option<String>, StoreError> {
-        Ok(row.try_get::<Option<i64>, _>(i)?.map(rfc3339))
-    };
-    Ok(serde_json::json!({
-        "id": row.try_get::<i64, _>(0)?,
-        "monitorId": row.try_get::<i64, _>(1)?,
-        "status": row.try_get::<String, _>(2)?,
-        "duration": row.try_get::<Option<i64>, _>(3)?,
-        "env": row.try_get::<Option<String>, _>(4)?,
-        "checkinId": row.try_get::<Option<String>, _>(5)?,
-        "payload": row
-            .try_get::<Option<String>, _>(6)?
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()),
-        "startedAt": time(7)?,
-        "finishedAt": time(8)?,
-        "createdAt": time(9)?,
-    }))
-}
-
-/// A new check-in id: 16 random bytes as hex.
-fn new_checkin_id() -> String {
-    let mut bytes = [0u8; 16];
-    // Without a random source, a clock-based id still ties a finish to its start.
-    if getrandom::fill(&mut bytes).is_err() {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        bytes[..8].copy_from_slice(&now.to_le_bytes());
-    }
-    hex::encode(bytes)
-}
+super::row_decoders!(sqlx::sqlite::SqliteRow);
 
 /// Inserts a key (given by its hash) of `project_id` in `tx`; returns the key's id.
 async fn insert_key(
@@ -925,6 +771,168 @@ impl Drop for WriteTx {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             });
         }
+    }
+}
+
+impl BatchTx for WriteTx {
+    async fn open_windows(&mut self, keys: &[(&str, i64)]) -> Result<HashSet<String>, StoreError> {
+        let mut opened = HashSet::with_capacity(keys.len());
+        for (key, at) in keys {
+            let row = sqlx::query(
+                "INSERT INTO dedupe_windows (key, started_at) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET started_at = excluded.started_at \
+                 WHERE dedupe_windows.started_at <= excluded.started_at - ?3 RETURNING key",
+            )
+            .bind(key)
+            .bind(at)
+            .bind(WINDOW_MS)
+            .fetch_optional(&mut **self)
+            .await?;
+            if row.is_some() {
+                opened.insert((*key).to_owned());
+            }
+        }
+        Ok(opened)
+    }
+
+    async fn close_windows(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        for key in keys {
+            sqlx::query("DELETE FROM dedupe_windows WHERE key = ?")
+                .bind(key)
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError> {
+        let select = "SELECT used FROM quota_usage WHERE project_id = ? AND day = ?";
+        let used = sqlx::query(select)
+            .bind(project_id)
+            .bind(day)
+            .fetch_optional(&mut **self)
+            .await?;
+        if let Some(row) = used {
+            return Ok(row.try_get(0)?);
+        }
+        // A day first seen (or a database from before this table) counts what it stored.
+        let used: i64 = sqlx::query(
+            "INSERT INTO quota_usage (project_id, day, used) \
+             SELECT ?1, ?2, count(*) FROM events WHERE project_id = ?1 AND received_at >= ?2 * 86400000 \
+             RETURNING used",
+        )
+        .bind(project_id)
+        .bind(day)
+        .fetch_one(&mut **self)
+        .await?
+        .try_get(0)?;
+        Ok(used)
+    }
+
+    async fn add_usage(
+        &mut self,
+        project_id: i64,
+        day: i64,
+        stored: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE quota_usage SET used = used + ? WHERE project_id = ? AND day = ?")
+            .bind(stored)
+            .bind(project_id)
+            .bind(day)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn upsert_groups(&mut self, groups: &[GroupUpdate<'_>]) -> Result<(), StoreError> {
+        for group in groups {
+            let first = group.first;
+            sqlx::query(
+                // Title, level, file and line are the first event's; type and value are
+                // back-filled by the first event that has them.
+                "INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
+                 grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
+                 line, env) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, 0, ?, ?, ?, ?, ?) \
+                 ON CONFLICT(fingerprint) DO UPDATE SET \
+                   count = count + excluded.count, \
+                   error_type = coalesce(error_type, excluded.error_type), \
+                   error_value = coalesce(error_value, excluded.error_value), \
+                   env = excluded.env, \
+                   first_seen = min(first_seen, excluded.first_seen), \
+                   last_seen = max(last_seen, excluded.last_seen), \
+                   regressed_at = CASE WHEN status = 'resolved' THEN excluded.last_seen ELSE regressed_at END, \
+                   status = 'unresolved'",
+            )
+            .bind(&first.fingerprint)
+            .bind(first.project_id)
+            .bind(&first.title)
+            .bind(group.error_type)
+            .bind(group.error_value)
+            .bind(first.grouping_rule)
+            .bind(&first.level)
+            .bind(group.count)
+            .bind(group.first_seen)
+            .bind(group.last_seen)
+            .bind(&first.file)
+            .bind(first.line)
+            .bind(group.env)
+            .execute(&mut **self)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn add_users(&mut self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
+        for (fingerprint, user_id) in pairs {
+            let added = sqlx::query(
+                "INSERT OR IGNORE INTO group_users (fingerprint, user_id) VALUES (?, ?)",
+            )
+            .bind(fingerprint)
+            .bind(user_id)
+            .execute(&mut **self)
+            .await?;
+            if added.rows_affected() == 1 {
+                sqlx::query(
+                    "UPDATE groups SET users_affected = users_affected + 1 WHERE fingerprint = ?",
+                )
+                .bind(fingerprint)
+                .execute(&mut **self)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError> {
+        for event in events {
+            sqlx::query(
+                "INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
+                 release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&event.event_id)
+            .bind(event.project_id)
+            .bind(&event.fingerprint)
+            .bind(event.received_at)
+            .bind(event.created_at)
+            .bind(&event.level)
+            .bind(&event.env)
+            .bind(&event.release)
+            .bind(&event.message)
+            .bind(&event.error_type)
+            .bind(&event.error_value)
+            .bind(&event.stack)
+            .bind(&event.file)
+            .bind(event.line)
+            .bind(&event.user_id)
+            .bind(&event.url)
+            .bind(event.status_code)
+            .bind(&event.payload)
+            .execute(&mut **self)
+            .await?;
+        }
+        Ok(())
     }
 }
 

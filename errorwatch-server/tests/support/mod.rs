@@ -2,6 +2,7 @@
 //! real binary as a child process in `process`.
 #![allow(dead_code)]
 
+pub(crate) mod postgres;
 pub(crate) mod process;
 
 use errorwatch_server::{Config, Server};
@@ -9,6 +10,32 @@ use serde_json::{json, Value};
 
 pub(crate) const SECRET: &str = "test-secret-0123456789";
 pub(crate) const ADMIN: &str = "admin-key-for-tests";
+
+/// A store the suites run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backend of this test binary: the `*_postgres` targets run the same suites on
+/// PostgreSQL, the others on SQLite.
+pub(crate) fn backend() -> Backend {
+    if env!("CARGO_CRATE_NAME").ends_with("_postgres") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// A new database of this binary's backend: a file in `dir`, or a database of the shared
+/// PostgreSQL cluster.
+pub(crate) fn database_url(dir: &process::TempDir) -> String {
+    match backend() {
+        Backend::Sqlite => dir.database_url(),
+        Backend::Postgres => postgres::Cluster::shared().new_database_url(),
+    }
+}
 
 pub(crate) struct TestServer {
     pub server: Server,
@@ -51,6 +78,9 @@ impl TestServer {
     pub(crate) async fn with(edit: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::for_tests(SECRET);
         config.admin_api_key = Some(ADMIN.into());
+        if backend() == Backend::Postgres {
+            config.database_url = postgres::Cluster::shared().new_database_url();
+        }
         edit(&mut config);
         let server = Server::start(config).await.expect("server starts");
         // Project names are unique per store: a restart on the same file makes another.
