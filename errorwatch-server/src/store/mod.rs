@@ -266,6 +266,71 @@ pub struct GroupQuery {
     pub limit: i64,
 }
 
+/// How a backend's SQL differs where a group listing needs it.
+pub(super) struct Dialect {
+    /// The `n`-th parameter (from 1): `?` or `$n`.
+    pub placeholder: fn(usize) -> String,
+    /// The function giving a substring's position (0: absent): `instr` or `strpos`.
+    pub position: &'static str,
+}
+
+impl GroupQuery {
+    /// The listing's SQL in `dialect`: the page (its last two parameters are the limit and the
+    /// offset) and the count. The filters bind first, in the order of
+    /// [`GroupQuery::text_filters`] after the project.
+    pub(super) fn sql(&self, dialect: &Dialect) -> (String, String) {
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            (dialect.placeholder)(n)
+        };
+        let mut conditions = Vec::new();
+        if self.project.is_some() {
+            conditions.push(format!("project_id = {}", next()));
+        }
+        for (value, column) in [
+            (&self.env, "env"),
+            (&self.level, "level"),
+            (&self.status, "status"),
+        ] {
+            if value.is_some() {
+                conditions.push(format!("{column} = {}", next()));
+            }
+        }
+        if self.search.is_some() {
+            conditions.push(format!(
+                "{}(lower(title), lower({})) > 0",
+                dialect.position,
+                next()
+            ));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let order = match self.sort {
+            GroupSort::LastSeen => "last_seen DESC",
+            GroupSort::FirstSeen => "first_seen DESC",
+            GroupSort::Count => "count DESC, last_seen DESC",
+        };
+        let (limit, offset) = (next(), next());
+        (
+            format!(
+                "SELECT {GROUP_COLUMNS} FROM groups {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            ),
+            format!("SELECT count(*) FROM groups {filter}"),
+        )
+    }
+
+    /// The text filters that are set, in the order their parameters bind.
+    pub(super) fn text_filters(&self) -> impl Iterator<Item = &String> {
+        [&self.env, &self.level, &self.status, &self.search]
+            .into_iter()
+            .flatten()
+    }
+}
+
 /// The order of a group listing (`lastSeen`, `firstSeen` or `count` in a query).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -17,7 +17,7 @@ use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
 use super::batch::{self, BatchTx, GroupUpdate, Outcome, WINDOW_MS};
 use super::{
-    new_checkin_id, rfc3339, ApiKey, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, Project,
+    new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, NewEvent, OpenOptions, Project,
     ProjectAuth, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
 };
 
@@ -332,52 +332,17 @@ impl PostgresStore {
     }
 
     pub(super) async fn groups(&self, query: &GroupQuery) -> Result<(Vec<Group>, i64), StoreError> {
-        let mut conditions = Vec::new();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            n
-        };
-        if query.project.is_some() {
-            conditions.push(format!("project_id = ${}", next()));
-        }
-        for (value, column) in [
-            (&query.env, "env"),
-            (&query.level, "level"),
-            (&query.status, "status"),
-        ] {
-            if value.is_some() {
-                conditions.push(format!("{column} = ${}", next()));
-            }
-        }
-        if query.search.is_some() {
-            conditions.push(format!("strpos(lower(title), lower(${})) > 0", next()));
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let order = match query.sort {
-            GroupSort::LastSeen => "last_seen DESC",
-            GroupSort::FirstSeen => "first_seen DESC",
-            GroupSort::Count => "count DESC, last_seen DESC",
-        };
-        let (limit, offset) = (next(), next());
-        let list_sql = format!(
-            "SELECT {GROUP_COLUMNS} FROM groups {filter} ORDER BY {order} LIMIT ${limit} OFFSET ${offset}"
-        );
-        let count_sql = format!("SELECT count(*) FROM groups {filter}");
+        let (list_sql, count_sql) = query.sql(&Dialect {
+            placeholder: |n| format!("${n}"),
+            position: "strpos",
+        });
         macro_rules! bind_filters {
             ($q:expr) => {{
                 let mut q = $q;
                 if let Some(project) = query.project {
                     q = q.bind(project);
                 }
-                for value in [&query.env, &query.level, &query.status, &query.search]
-                    .into_iter()
-                    .flatten()
-                {
+                for value in query.text_filters() {
                     q = q.bind(value);
                 }
                 q

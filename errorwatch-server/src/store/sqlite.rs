@@ -24,7 +24,7 @@ use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
 use super::batch::{self, BatchTx, GroupUpdate, Outcome, WINDOW_MS};
 use super::{
-    new_checkin_id, rfc3339, ApiKey, Group, GroupQuery, GroupSort, NewEvent, OpenOptions, Project,
+    new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, NewEvent, OpenOptions, Project,
     ProjectAuth, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
 };
 
@@ -361,46 +361,17 @@ impl SqliteStore {
 
     /// Lists groups.
     pub(super) async fn groups(&self, query: &GroupQuery) -> Result<(Vec<Group>, i64), StoreError> {
-        let mut conditions = Vec::new();
-        if query.project.is_some() {
-            conditions.push("project_id = ?");
-        }
-        if query.env.is_some() {
-            conditions.push("env = ?");
-        }
-        if query.level.is_some() {
-            conditions.push("level = ?");
-        }
-        if query.status.is_some() {
-            conditions.push("status = ?");
-        }
-        if query.search.is_some() {
-            conditions.push("instr(lower(title), lower(?)) > 0");
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let order = match query.sort {
-            GroupSort::LastSeen => "last_seen DESC",
-            GroupSort::FirstSeen => "first_seen DESC",
-            GroupSort::Count => "count DESC, last_seen DESC",
-        };
-        let list_sql = format!(
-            "SELECT {GROUP_COLUMNS} FROM groups {filter} ORDER BY {order} LIMIT ? OFFSET ?"
-        );
-        let count_sql = format!("SELECT count(*) FROM groups {filter}");
+        let (list_sql, count_sql) = query.sql(&Dialect {
+            placeholder: |_| "?".into(),
+            position: "instr",
+        });
         macro_rules! bind_filters {
             ($q:expr) => {{
                 let mut q = $q;
                 if let Some(project) = query.project {
                     q = q.bind(project);
                 }
-                for value in [&query.env, &query.level, &query.status, &query.search]
-                    .into_iter()
-                    .flatten()
-                {
+                for value in query.text_filters() {
                     q = q.bind(value);
                 }
                 q
