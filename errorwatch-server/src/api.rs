@@ -123,6 +123,8 @@ impl Paging {
 enum Status {
     Resolved,
     Unresolved,
+    /// New events still count, but do not reopen it.
+    Ignored,
 }
 
 impl Status {
@@ -130,6 +132,7 @@ impl Status {
         match self {
             Status::Resolved => "resolved",
             Status::Unresolved => "unresolved",
+            Status::Ignored => "ignored",
         }
     }
 }
@@ -140,6 +143,7 @@ struct GroupParams {
     env: Option<String>,
     level: Option<String>,
     status: Option<Status>,
+    release: Option<String>,
     search: Option<String>,
     sort: Option<GroupSort>,
     page: Option<i64>,
@@ -161,6 +165,7 @@ async fn list_groups(
         env: params.env,
         level: params.level,
         status: params.status.map(|s| s.as_str().to_owned()),
+        release: params.release,
         search: params.search,
         sort: params.sort.unwrap_or_default(),
         page,
@@ -227,7 +232,7 @@ async fn set_group_status(
     let StatusChange { status } = serde_json::from_slice(&body).map_err(|_| {
         Rejection::invalid(
             "status",
-            "Expected {\"status\": \"resolved\" | \"unresolved\"}",
+            "Expected {\"status\": \"resolved\" | \"unresolved\" | \"ignored\"}",
         )
     })?;
     let found = state

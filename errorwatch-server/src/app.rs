@@ -1,5 +1,6 @@
 //! The application: the state every handler shares, and the router that joins the server's
-//! halves (the ingestion path and the query and admin API) with its health and metrics routes.
+//! halves (the ingestion path, and the query and admin API with the pages people read) with
+//! its health and metrics routes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +23,7 @@ use crate::rate_limit::RateLimiter;
 use crate::rejection::{self, Rejection};
 use crate::store::Store;
 use crate::writer::Writer;
-use crate::{api, ingest, ops};
+use crate::{api, ingest, ops, pages};
 
 /// Everything the handlers share.
 pub(crate) struct AppState {
@@ -31,6 +32,8 @@ pub(crate) struct AppState {
     pub(crate) keys: KeyCache,
     pub(crate) writer: Writer,
     pub(crate) limiter: RateLimiter,
+    /// Sign-in attempts per address.
+    pub(crate) sign_in_limiter: RateLimiter,
     pub(crate) used_up: UsedUp,
     pub(crate) budget: BodyBudget,
     pub(crate) metrics: Arc<Metrics>,
@@ -61,6 +64,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .merge(ingest::routes())
         .merge(api::routes())
+        .merge(pages::routes())
         .layer(limit);
     Router::new()
         .merge(api)

@@ -24,9 +24,11 @@ pub mod clock;
 pub mod config;
 pub mod grouping;
 mod ingest;
+mod issue_table;
 pub mod keys;
 mod metrics;
 mod ops;
+mod pages;
 mod pii;
 mod rate_limit;
 mod rejection;
@@ -44,6 +46,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use config::{Config, ConfigError};
+pub use issue_table::issue_table;
 pub use store::{ApiKey, Group, OpenOptions, Project, Store, StoreError, StoredEvent};
 
 /// Why the server could not start.
@@ -129,6 +132,8 @@ impl Server {
                 config.rate_limit_per_minute,
                 store.is_shared().then(|| store.clone()),
             ),
+            // Guesses of the admin key on the sign-in form: 10 a minute per address.
+            sign_in_limiter: rate_limit::RateLimiter::new(10, None),
             used_up: Default::default(),
             budget: ingest::body::BodyBudget::new(config.body_budget_bytes),
             slots: Arc::new(tokio::sync::Semaphore::new(

@@ -7,12 +7,14 @@
 //! errorwatch-server key list [--project ID] [--json]
 //! API_KEY_HASH_SECRET=... errorwatch-server key create --project ID [--json]
 //! errorwatch-server key revoke KEY_ID
+//! errorwatch-server issues [--project ID] [--status unresolved|resolved|ignored|all] [--limit N]
 //! API_KEY_HASH_SECRET=... errorwatch-server serve
 //! ```
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use errorwatch_server::store::GroupQuery;
 use errorwatch_server::{Config, OpenOptions, Server, Store};
 
 #[derive(Parser)]
@@ -51,6 +53,29 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// List issues, most recently seen first, as a table (the pages' list, for terminals).
+    Issues {
+        /// Only this project's.
+        #[arg(long)]
+        project: Option<i64>,
+        /// Only issues with this status.
+        #[arg(long, value_enum, default_value_t = IssueStatus::Unresolved)]
+        status: IssueStatus,
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100))]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IssueStatus {
+    Unresolved,
+    Resolved,
+    Ignored,
+    All,
 }
 
 #[derive(Subcommand)]
@@ -256,6 +281,42 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Issues {
+            project,
+            status,
+            limit,
+            json,
+        } => {
+            let store = open_existing().await?;
+            let status = match status {
+                IssueStatus::Unresolved => Some("unresolved"),
+                IssueStatus::Resolved => Some("resolved"),
+                IssueStatus::Ignored => Some("ignored"),
+                IssueStatus::All => None,
+            };
+            let query = GroupQuery {
+                project,
+                status: status.map(str::to_owned),
+                page: 1,
+                limit,
+                ..GroupQuery::default()
+            };
+            let listed = store.groups(&query).await;
+            store.close().await;
+            let (groups, total) = listed.map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "issues": groups, "total": total })
+                );
+            } else {
+                print!("{}", errorwatch_server::issue_table(&groups));
+                if total > groups.len() as i64 {
+                    println!("({} of {total}; --limit shows more)", groups.len());
+                }
+            }
+            Ok(())
+        }
         Command::Serve { create_database } => {
             let dev = cli.dev && env("API_KEY_HASH_SECRET").is_none();
             let mut config = Config::from_lookup(env, cli.dev).map_err(|e| e.to_string())?;
@@ -265,8 +326,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 eprintln!("errorwatch-server: --dev: using a throwaway API_KEY_HASH_SECRET; keys will not survive a restart");
             }
             ignore_file_size_signal();
+            let pages = config.admin_api_key.is_some();
             let server = Server::start(config).await.map_err(|e| e.to_string())?;
             eprintln!("errorwatch-server: listening on {}", server.url());
+            if pages {
+                eprintln!(
+                    "errorwatch-server: issues at {}/issues (sign in with ADMIN_API_KEY)",
+                    server.url()
+                );
+            } else {
+                eprintln!("errorwatch-server: the pages are off until ADMIN_API_KEY is set");
+            }
             shutdown_signal().await;
             eprintln!("errorwatch-server: shutting down; storing what was accepted");
             server.shutdown().await;

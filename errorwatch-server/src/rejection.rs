@@ -249,12 +249,13 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    let is_json_or_page = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // A page's error is a page already.
+    if is_json_or_page {
         return response;
     }
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();

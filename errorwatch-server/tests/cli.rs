@@ -470,4 +470,44 @@ async fn keys_and_projects(db: String) {
         401
     );
     server.shutdown().await;
+
+    // The stored issue, as a terminal table and as JSON.
+    let (ok, stdout, stderr) = run(&["issues"], &[database]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("STATUS") && lines[0].ends_with("ISSUE"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("unresolved   error") && lines[1].ends_with("ERROR: rotated"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = run(&["issues", "--status", "resolved", "--json"], &[database]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["total"], 0);
+    let (ok, stdout, _) = run(
+        &[
+            "issues",
+            "--status",
+            "all",
+            "--project",
+            "1",
+            "--limit",
+            "5",
+            "--json",
+        ],
+        &[database],
+    );
+    assert!(ok);
+    assert_eq!(json(&stdout)["issues"][0]["title"], "ERROR: rotated");
+    for bad in [["--status", "closed"], ["--limit", "0"], ["--project", "x"]] {
+        let (ok, _, stderr) = run(&["issues", bad[0], bad[1]], &[database]);
+        assert!(!ok, "{bad:?}");
+        assert!(
+            stderr.contains(bad[0]) && stderr.contains(bad[1]),
+            "{bad:?} named: {stderr}"
+        );
+    }
 }

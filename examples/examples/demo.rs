@@ -4,8 +4,9 @@
 //! 2. starts an axum service with the ErrorWatch middleware and the tracing layer;
 //! 3. sends it requests that panic, fail with a 500, log a `tracing::error!` with fields, and
 //!    return an error whose message carries credentials;
-//! 4. prints the stored issues, and scans the store's bytes to show the credentials are not
-//!    there. It finishes on its own in a few seconds.
+//! 4. prints the stored issues and the address of their pages, and scans the store's bytes to
+//!    show the credentials are not there. It finishes on its own in a few seconds; with
+//!    `-- --serve` it keeps the server (and its pages) up until Ctrl-C.
 
 use std::error::Error;
 use std::fmt;
@@ -21,6 +22,8 @@ use errorwatch_server::{Config, Server};
 use tracing_subscriber::prelude::*;
 
 const SECRETS: [&str; 2] = ["hunter2-SECRET", "sk_demo_SECRET"];
+/// The admin key the demo's pages open with (the demo's server lives on loopback only).
+const ADMIN_KEY: &str = "demo-admin-key";
 
 /// What the shop's payment call fails with: its message carelessly includes credentials.
 #[derive(Debug)]
@@ -92,6 +95,13 @@ fn shop() -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    let serve = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--serve") => true,
+        Some(other) => {
+            return Err(format!("unknown argument {other}; the demo takes only --serve").into())
+        }
+    };
     let dir = std::env::temp_dir().join(format!("errorwatch-demo-{}", std::process::id()));
     // A fresh store each run, even if an earlier run with this process id left one behind.
     let _ = std::fs::remove_dir_all(&dir);
@@ -99,6 +109,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let database = dir.join("errorwatch.db");
     let mut config = Config::for_tests("demo-secret-0123456789");
     config.database_url = format!("sqlite://{}", database.display());
+    config.admin_api_key = Some(ADMIN_KEY.into());
     let server = Server::start(config).await?;
     let (_, api_key) = server.create_project("demo").await?;
     println!(
@@ -156,28 +167,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
     let (groups, _) = server.store().groups(&query).await?;
     println!("\n4. the stored issues:\n");
+    print!("{}", errorwatch_server::issue_table(&groups));
     println!(
-        "{:<62} {:<8} {:>5}  {:<34} {:<13} {:<13}",
-        "ISSUE", "LEVEL", "COUNT", "FILE:LINE", "FIRST SEEN", "LAST SEEN"
+        "\n   and in a browser: {}/issues (admin key: {ADMIN_KEY}){}",
+        server.url(),
+        if serve {
+            ""
+        } else {
+            "; run the demo with --serve to keep it open"
+        }
     );
-    for group in &groups {
-        // A response's status has no line of the application: production stores `""` and 0.
-        let place = match (group.file.as_deref().filter(|f| !f.is_empty()), group.line) {
-            (Some(file), Some(line)) if line > 0 => format!("{}:{line}", tail(file, 28)),
-            (Some(file), _) => tail(file, 34),
-            (None, _) => "-".into(),
-        };
-        println!(
-            "{:<62} {:<8} {:>5}  {:<34} {:<13} {:<13}",
-            head(&group.title, 62),
-            group.level,
-            group.count,
-            place,
-            clock(&group.first_seen),
-            clock(&group.last_seen)
-        );
-    }
 
+    if serve {
+        println!("   serving until Ctrl-C");
+        tokio::signal::ctrl_c().await?;
+    }
     drop(guard);
     server.shutdown().await;
     let mut stored = Vec::new();
@@ -207,29 +211,4 @@ async fn main() -> Result<(), Box<dyn Error>> {
         return Err(format!("expected at least 4 issues, found {}", groups.len()).into());
     }
     Ok(())
-}
-
-fn head(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(max - 1).collect::<String>())
-    }
-}
-
-fn tail(text: &str, max: usize) -> String {
-    let count = text.chars().count();
-    if count <= max {
-        text.to_owned()
-    } else {
-        format!(
-            "…{}",
-            text.chars().skip(count - (max - 1)).collect::<String>()
-        )
-    }
-}
-
-/// `2026-11-21T09:35:17.877Z` -> `09:35:17.877`.
-fn clock(rfc3339: &str) -> &str {
-    rfc3339.get(11..23).unwrap_or(rfc3339)
 }

@@ -3,8 +3,8 @@
 //! that two servers writing at the same moment still count and group as one.
 //!
 //! The backends give the primitives ([`BatchTx`]); the order and the arithmetic live here,
-//! once. Rows are always taken in the same order (windows, quota rows, groups, users, each
-//! sorted by key), so two transactions can wait on each other but never deadlock.
+//! once. Rows are always taken in the same order (windows, quota rows, groups, users, hours,
+//! values, each sorted by key), so two transactions can wait on each other but never deadlock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -14,6 +14,21 @@ use super::{NewEvent, StoreError};
 pub(super) const WINDOW_MS: i64 = errorwatch_protocol::limits::DEDUP_WINDOW_SECS as i64 * 1000;
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The width of a group's activity counts ([`BatchTx::add_hours`]).
+pub(super) const HOUR_MS: i64 = 3_600_000;
+
+/// What one batch adds to a value a group was seen with (`release` or `env`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ValueSeen<'a> {
+    pub fingerprint: &'a str,
+    /// `release` or `env`.
+    pub kind: &'static str,
+    pub value: &'a str,
+    pub count: i64,
+    /// Latest `received_at`.
+    pub last_seen: i64,
+}
 
 /// What became of one event of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +90,13 @@ pub(super) trait BatchTx {
     /// Records each (fingerprint, user) pair (sorted, distinct) and counts the new ones in
     /// their group's `users_affected`.
     async fn add_users(&mut self, pairs: &[(&str, &str)]) -> Result<(), StoreError>;
+
+    /// Adds each (fingerprint, hour, events) to the group's count of that hour (sorted,
+    /// distinct).
+    async fn add_hours(&mut self, hours: &[(&str, i64, i64)]) -> Result<(), StoreError>;
+
+    /// Adds each value a group was seen with to its counts (sorted, distinct).
+    async fn add_values(&mut self, values: &[ValueSeen<'_>]) -> Result<(), StoreError>;
 
     /// Inserts the events.
     async fn insert_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError>;
@@ -185,6 +207,40 @@ pub(super) async fn write<T: BatchTx>(
     if !pairs.is_empty() {
         tx.add_users(&pairs.into_iter().collect::<Vec<_>>()).await?;
     }
+    let mut hours: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    let mut values: BTreeMap<(&str, &'static str, &str), (i64, i64)> = BTreeMap::new();
+    for event in &stored {
+        let hour = event.received_at.div_euclid(HOUR_MS);
+        *hours.entry((&event.fingerprint, hour)).or_default() += 1;
+        let seen = [
+            ("env", Some(event.env.as_str())),
+            ("release", event.release.as_deref()),
+        ];
+        for (kind, value) in seen {
+            if let Some(value) = value {
+                let tally = values
+                    .entry((&event.fingerprint, kind, value))
+                    .or_insert((0, event.received_at));
+                tally.0 += 1;
+                tally.1 = tally.1.max(event.received_at);
+            }
+        }
+    }
+    let hours: Vec<(&str, i64, i64)> = hours.into_iter().map(|((f, h), n)| (f, h, n)).collect();
+    tx.add_hours(&hours).await?;
+    let values: Vec<ValueSeen<'_>> = values
+        .into_iter()
+        .map(
+            |((fingerprint, kind, value), (count, last_seen))| ValueSeen {
+                fingerprint,
+                kind,
+                value,
+                count,
+                last_seen,
+            },
+        )
+        .collect();
+    tx.add_values(&values).await?;
     tx.insert_events(&stored).await?;
     Ok(outcomes)
 }

@@ -245,6 +245,30 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
 }
 
+/// A group's events in one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourCount {
+    /// The group.
+    pub fingerprint: String,
+    /// Hours since the epoch (of the events' arrival).
+    pub hour: i64,
+    /// Events that arrived in it.
+    pub count: i64,
+}
+
+/// A release or an environment a group's events came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenValue {
+    /// `release` or `env`.
+    pub kind: String,
+    /// The release or the environment.
+    pub value: String,
+    /// Events with it.
+    pub count: i64,
+    /// The latest such event's arrival (ms).
+    pub last_seen: i64,
+}
+
 /// Filters and order of `GET /api/v1/groups`.
 #[derive(Debug, Clone, Default)]
 pub struct GroupQuery {
@@ -256,6 +280,8 @@ pub struct GroupQuery {
     pub level: Option<String>,
     /// Only this status.
     pub status: Option<String>,
+    /// Only groups with an event of this release.
+    pub release: Option<String>,
     /// Title contains this.
     pub search: Option<String>,
     /// `lastSeen` (default), `firstSeen` or `count`, newest or largest first.
@@ -297,6 +323,13 @@ impl GroupQuery {
                 conditions.push(format!("{column} = {}", next()));
             }
         }
+        if self.release.is_some() {
+            conditions.push(format!(
+                "fingerprint IN (SELECT fingerprint FROM group_values \
+                 WHERE kind = 'release' AND value = {})",
+                next()
+            ));
+        }
         if self.search.is_some() {
             conditions.push(format!(
                 "{}(lower(title), lower({})) > 0",
@@ -325,9 +358,15 @@ impl GroupQuery {
 
     /// The text filters that are set, in the order their parameters bind.
     pub(super) fn text_filters(&self) -> impl Iterator<Item = &String> {
-        [&self.env, &self.level, &self.status, &self.search]
-            .into_iter()
-            .flatten()
+        [
+            &self.env,
+            &self.level,
+            &self.status,
+            &self.release,
+            &self.search,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -644,6 +683,38 @@ impl Store {
         with_backend!(self, store => store.group_events(fingerprint, page, limit).await)
     }
 
+    /// How many of a group's events are stored (its count includes those retention deleted).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read ([`StoreError`]).
+    pub async fn group_event_count(&self, fingerprint: &str) -> Result<i64, StoreError> {
+        with_backend!(self, store => store.group_event_count(fingerprint).await)
+    }
+
+    /// The groups' events per hour, from `since_hour` (hours since the epoch) on; hours
+    /// without events are left out.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read ([`StoreError`]).
+    pub async fn activity(
+        &self,
+        fingerprints: &[String],
+        since_hour: i64,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        with_backend!(self, store => store.activity(fingerprints, since_hour).await)
+    }
+
+    /// The releases and environments a group's events came with, the latest first.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails the read ([`StoreError`]).
+    pub async fn seen_values(&self, fingerprint: &str) -> Result<Vec<SeenValue>, StoreError> {
+        with_backend!(self, store => store.seen_values(fingerprint).await)
+    }
+
     /// The newest `limit` events of every group, newest first (for exports, demos and tests).
     ///
     /// # Errors
@@ -843,6 +914,23 @@ macro_rules! row_decoders {
                 regressed_at: row.try_get::<Option<i64>, _>(13)?.map(rfc3339),
                 error_value: row.try_get(14)?,
                 grouping_rule: row.try_get(15)?,
+            })
+        }
+
+        fn hour_count_from_row(row: &$row) -> Result<HourCount, StoreError> {
+            Ok(HourCount {
+                fingerprint: row.try_get(0)?,
+                hour: row.try_get(1)?,
+                count: row.try_get(2)?,
+            })
+        }
+
+        fn seen_value_from_row(row: &$row) -> Result<SeenValue, StoreError> {
+            Ok(SeenValue {
+                kind: row.try_get(0)?,
+                value: row.try_get(1)?,
+                count: row.try_get(2)?,
+                last_seen: row.try_get(3)?,
             })
         }
 

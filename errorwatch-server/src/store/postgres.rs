@@ -15,10 +15,10 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
-use super::batch::{self, BatchTx, GroupUpdate, Outcome, WINDOW_MS};
+use super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen, WINDOW_MS};
 use super::{
-    new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, NewEvent, OpenOptions, Project,
-    ProjectAuth, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
+    new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, HourCount, NewEvent, OpenOptions,
+    Project, ProjectAuth, SeenValue, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
 };
 
 /// PostgreSQL's codes for a database that does not exist and for a unique violation.
@@ -389,6 +389,46 @@ impl PostgresStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    pub(super) async fn group_event_count(&self, fingerprint: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT count(*) FROM events WHERE fingerprint = $1")
+                .bind(fingerprint)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    pub(super) async fn activity(
+        &self,
+        fingerprints: &[String],
+        since_hour: i64,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, hour, count FROM group_hours \
+             WHERE fingerprint = ANY($1) AND hour >= $2",
+        )
+        .bind(fingerprints)
+        .bind(since_hour)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(hour_count_from_row).collect()
+    }
+
+    pub(super) async fn seen_values(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Vec<SeenValue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, value, count, last_seen FROM group_values WHERE fingerprint = $1 \
+             ORDER BY kind, last_seen DESC",
+        )
+        .bind(fingerprint)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(seen_value_from_row).collect()
+    }
+
     pub(super) async fn events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT $1"
@@ -439,6 +479,10 @@ impl PostgresStore {
                 .await?
                 .rows_affected();
         }
+        sqlx::query("DELETE FROM group_hours WHERE hour < $1")
+            .bind(cutoff.div_euclid(batch::HOUR_MS))
+            .execute(&mut *tx.0)
+            .await?;
         tx.0.commit().await?;
         Ok(purged)
     }
@@ -727,7 +771,7 @@ impl BatchTx for PgTx {
                first_seen = least(g.first_seen, excluded.first_seen), \
                last_seen = greatest(g.last_seen, excluded.last_seen), \
                regressed_at = CASE WHEN g.status = 'resolved' THEN excluded.last_seen ELSE g.regressed_at END, \
-               status = 'unresolved'",
+               status = CASE WHEN g.status = 'ignored' THEN g.status ELSE 'unresolved' END",
         )
         .bind(column!(groups, |g| g.first.fingerprint.as_str()))
         .bind(column!(groups, |g| g.first.project_id))
@@ -760,6 +804,37 @@ impl BatchTx for PgTx {
         )
         .bind(fingerprints)
         .bind(users)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_hours(&mut self, hours: &[(&str, i64, i64)]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_hours AS h (fingerprint, hour, count) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) \
+             ON CONFLICT (fingerprint, hour) DO UPDATE SET count = h.count + excluded.count",
+        )
+        .bind(column!(hours, |h| h.0))
+        .bind(column!(hours, |h| h.1))
+        .bind(column!(hours, |h| h.2))
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_values(&mut self, values: &[ValueSeen<'_>]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_values AS v (fingerprint, kind, value, count, last_seen) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
+             ON CONFLICT (fingerprint, kind, value) DO UPDATE SET \
+               count = v.count + excluded.count, last_seen = greatest(v.last_seen, excluded.last_seen)",
+        )
+        .bind(column!(values, |v| v.fingerprint))
+        .bind(column!(values, |v| v.kind))
+        .bind(column!(values, |v| v.value))
+        .bind(column!(values, |v| v.count))
+        .bind(column!(values, |v| v.last_seen))
         .execute(&mut *self.0)
         .await?;
         Ok(())

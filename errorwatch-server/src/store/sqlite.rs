@@ -22,10 +22,10 @@ use sqlx::{Row, SqlitePool};
 
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
-use super::batch::{self, BatchTx, GroupUpdate, Outcome, WINDOW_MS};
+use super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen, WINDOW_MS};
 use super::{
-    new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, NewEvent, OpenOptions, Project,
-    ProjectAuth, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
+    new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, HourCount, NewEvent, OpenOptions,
+    Project, ProjectAuth, SeenValue, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
 };
 
 /// SQLite's page size, which `max_bytes` is counted in.
@@ -419,6 +419,51 @@ impl SqliteStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    pub(super) async fn group_event_count(&self, fingerprint: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT count(*) FROM events WHERE fingerprint = ?")
+                .bind(fingerprint)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    pub(super) async fn activity(
+        &self,
+        fingerprints: &[String],
+        since_hour: i64,
+    ) -> Result<Vec<HourCount>, StoreError> {
+        if fingerprints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = vec!["?"; fingerprints.len()].join(", ");
+        let sql = format!(
+            "SELECT fingerprint, hour, count FROM group_hours \
+             WHERE fingerprint IN ({list}) AND hour >= ?"
+        );
+        let mut query = sqlx::query(&sql);
+        for fingerprint in fingerprints {
+            query = query.bind(fingerprint);
+        }
+        let rows = query.bind(since_hour).fetch_all(&self.pool).await?;
+        rows.iter().map(hour_count_from_row).collect()
+    }
+
+    pub(super) async fn seen_values(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Vec<SeenValue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, value, count, last_seen FROM group_values WHERE fingerprint = ? \
+             ORDER BY kind, last_seen DESC",
+        )
+        .bind(fingerprint)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(seen_value_from_row).collect()
+    }
+
     /// The newest `limit` events of every group, newest first (for exports, demos and tests).
     pub(super) async fn events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -470,6 +515,10 @@ impl SqliteStore {
             .await?;
         let checkins = sqlx::query("DELETE FROM cron_checkins WHERE created_at < ?")
             .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM group_hours WHERE hour < ?")
+            .bind(cutoff.div_euclid(batch::HOUR_MS))
             .execute(&self.pool)
             .await?;
         Ok(events.rows_affected() + logs.rows_affected() + checkins.rows_affected())
@@ -833,7 +882,7 @@ impl BatchTx for WriteTx {
                    first_seen = min(first_seen, excluded.first_seen), \
                    last_seen = max(last_seen, excluded.last_seen), \
                    regressed_at = CASE WHEN status = 'resolved' THEN excluded.last_seen ELSE regressed_at END, \
-                   status = 'unresolved'",
+                   status = CASE WHEN status = 'ignored' THEN status ELSE 'unresolved' END",
             )
             .bind(&first.fingerprint)
             .bind(first.project_id)
@@ -871,6 +920,40 @@ impl BatchTx for WriteTx {
                 .execute(&mut **self)
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    async fn add_hours(&mut self, hours: &[(&str, i64, i64)]) -> Result<(), StoreError> {
+        for (fingerprint, hour, count) in hours {
+            sqlx::query(
+                "INSERT INTO group_hours (fingerprint, hour, count) VALUES (?, ?, ?) \
+                 ON CONFLICT(fingerprint, hour) DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(fingerprint)
+            .bind(hour)
+            .bind(count)
+            .execute(&mut **self)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn add_values(&mut self, values: &[ValueSeen<'_>]) -> Result<(), StoreError> {
+        for seen in values {
+            sqlx::query(
+                "INSERT INTO group_values (fingerprint, kind, value, count, last_seen) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT(fingerprint, kind, value) DO UPDATE SET \
+                   count = count + excluded.count, last_seen = max(last_seen, excluded.last_seen)",
+            )
+            .bind(seen.fingerprint)
+            .bind(seen.kind)
+            .bind(seen.value)
+            .bind(seen.count)
+            .bind(seen.last_seen)
+            .execute(&mut **self)
+            .await?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! real binary as a child process in `process`.
 #![allow(dead_code)]
 
+pub(crate) mod browser;
 pub(crate) mod postgres;
 pub(crate) mod process;
 
