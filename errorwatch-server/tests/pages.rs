@@ -754,3 +754,47 @@ async fn log_lines_and_check_ins_have_their_lists() {
     assert!(other.body.contains("Nothing yet."), "{}", other.body);
     s.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_list_pages_by_25_and_keeps_its_filters_across_pages() {
+    let s = TestServer::start().await;
+    for n in 0..30 {
+        let event = with(
+            v2(&format!("job {n} failed")),
+            "fingerprint",
+            json!(format!("job-{n}")),
+        );
+        let answer = s.event(&with(event, "env", json!("batch"))).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+    }
+    wait_for_groups(&s, "30 issues", |g| g.len() == 30).await;
+    let http = no_redirects();
+    let cookie = cookie_pair(&sign_in_over_http(&http, &s, ADMIN).await.cookie);
+    let first = request(
+        http.get(s.url("/issues?env=batch&sort=firstSeen"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert!(first.body.contains("Issues 1–25 of 30"), "{}", first.body);
+    assert_eq!(first.body.matches("<tr class=\"issue\">").count(), 25);
+    assert!(!first.body.contains("rel=\"prev\""));
+    let next = first
+        .body
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next page link")
+        .replace("&#38;", "&");
+    assert_eq!(next, "/issues?env=batch&sort=firstSeen&page=2");
+    let second = request(http.get(s.url(&next)).header("cookie", &cookie)).await;
+    assert!(
+        second.body.contains("Issues 26–30 of 30"),
+        "{}",
+        second.body
+    );
+    assert_eq!(second.body.matches("<tr class=\"issue\">").count(), 5);
+    assert!(second.body.contains("rel=\"prev\"") && !second.body.contains("rel=\"next\""));
+    // Newest first: the first five jobs are on the last page.
+    assert!(second.body.contains("job 0 failed") && !first.body.contains("job 0 failed"));
+    s.server.shutdown().await;
+}
