@@ -317,7 +317,7 @@ async fn issue_list(
     let (groups, total) = state.store.groups(&query).await.map_err(store_failed)?;
     let now = now_ms();
     let fingerprints: Vec<String> = groups.iter().map(|g| g.fingerprint.clone()).collect();
-    let since_hour = now.div_euclid(views::HOUR_MS) - 23;
+    let since_hour = now.div_euclid(crate::store::HOUR_MS) - 23;
     let activity = state
         .store
         .activity(&fingerprints, since_hour)

@@ -6,9 +6,10 @@ use serde_json::Value;
 
 use super::event_view::EventView;
 use super::ListParams;
-use crate::store::{Group, GroupQuery, GroupSort, HourCount, Project, SeenValue, StoredEvent};
+use crate::store::{
+    Group, GroupQuery, GroupSort, HourCount, Project, SeenValue, StoredEvent, HOUR_MS,
+};
 
-pub(super) const HOUR_MS: i64 = 3_600_000;
 /// The statuses an issue can have.
 pub(super) const STATUSES: [&str; 3] = ["unresolved", "resolved", "ignored"];
 const LEVELS: [&str; 5] = ["fatal", "error", "warning", "info", "debug"];

@@ -16,7 +16,7 @@ pub(super) const WINDOW_MS: i64 = errorwatch_protocol::limits::DEDUP_WINDOW_SECS
 const DAY_MS: i64 = 86_400_000;
 
 /// The width of a group's activity counts ([`BatchTx::add_hours`]).
-pub(super) const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// What one batch adds to a value a group was seen with (`release` or `env`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

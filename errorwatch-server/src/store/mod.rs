@@ -10,6 +10,7 @@ mod postgres;
 mod sqlite;
 
 pub use batch::Outcome;
+pub(crate) use batch::HOUR_MS;
 
 use std::path::PathBuf;
 
