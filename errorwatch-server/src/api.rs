@@ -13,9 +13,9 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use crate::app::{now_ms, AppState};
+use crate::keys::same_secret;
 use crate::rejection::Rejection;
 use crate::store::{GroupQuery, GroupSort, StoreError};
 
@@ -50,7 +50,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .as_deref()
             .ok_or(Rejection::AdminDisabled)?;
         let given = bearer(parts).unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        if same_secret(given, expected) {
             Ok(Admin)
         } else {
             Err(Rejection::AdminUnauthorized)

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::api::bearer;
 use crate::app::{now_ms, AppState};
+use crate::keys::same_secret;
 use crate::rejection::Rejection;
 use crate::serve::ClientAddr;
 use crate::store::rfc3339;
@@ -80,8 +80,7 @@ impl FromRequestParts<Arc<AppState>> for MetricsReader {
         state: &Arc<AppState>,
     ) -> Result<MetricsReader, Rejection> {
         let allowed = match &state.config.metrics_token {
-            Some(token) => bearer(parts)
-                .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))),
+            Some(token) => bearer(parts).is_some_and(|given| same_secret(given, token)),
             None => parts
                 .extensions
                 .get::<ConnectInfo<ClientAddr>>()

@@ -295,7 +295,7 @@ fn text(object: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 /// A value as text: a string as itself, anything else as compact JSON.
-fn scalar(value: &Value) -> String {
+pub(super) fn scalar(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => compact(other),

@@ -187,7 +187,7 @@ async fn sign_in(
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return Ok(response);
     }
-    if !session::is_admin_key(expected, form.key.trim()) {
+    if !crate::keys::same_secret(form.key.trim(), expected) {
         let page = SignInPage {
             next,
             error: "That is not the admin key.",

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::keys::same_secret;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -18,7 +19,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::app::{now_ms, AppState};
 
@@ -56,7 +56,7 @@ impl FromRequestParts<Arc<AppState>> for Session {
 impl Session {
     /// Whether `given` is this session's CSRF token.
     pub(crate) fn accepts(&self, given: &str) -> bool {
-        bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()))
+        same_secret(given, &self.csrf)
     }
 }
 
@@ -88,11 +88,6 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|cookie| cookie.value().to_owned())
 }
 
-/// Whether `given` is the admin key, compared in constant time.
-pub(super) fn is_admin_key(expected: &str, given: &str) -> bool {
-    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
-}
-
 /// A new session's token, or `None` without a random source.
 pub(super) fn issue(key: &str, now: i64) -> Option<String> {
     let mut nonce = [0u8; 16];
@@ -113,7 +108,7 @@ fn verify(key: &str, token: &str, now: i64) -> Option<String> {
         return None;
     }
     let expected = mac(key, &["session", issued, nonce]);
-    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    if !same_secret(given, &expected) {
         return None;
     }
     let issued: i64 = issued.parse().ok()?;

@@ -4,7 +4,7 @@
 use askama::Template;
 use serde_json::Value;
 
-use super::event_view::EventView;
+use super::event_view::{scalar, EventView};
 use super::ListParams;
 use crate::store::{
     Group, GroupQuery, GroupSort, HourCount, Project, SeenValue, StoredEvent, HOUR_MS,
@@ -236,10 +236,7 @@ impl ListPage {
                 serde_urlencoded::to_string(&pairs).unwrap_or_default()
             )
         };
-        let status = match (&query.status, params.status.as_deref()) {
-            (Some(status), _) => status.clone(),
-            (None, _) => "all".into(),
-        };
+        let status = query.status.as_deref().unwrap_or("all");
         let sort = match query.sort {
             GroupSort::LastSeen => "lastSeen",
             GroupSort::FirstSeen => "firstSeen",
@@ -269,7 +266,7 @@ impl ListPage {
                     ("ignored", "ignored"),
                     ("all", "any status"),
                 ],
-                &status,
+                status,
             ),
             sorts: choices(
                 &[
@@ -428,10 +425,11 @@ pub(crate) struct MessagePage<'a> {
 fn cells(row: &Value, fields: &[&str]) -> Vec<String> {
     fields
         .iter()
-        .map(|field| match row.get(*field) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
+        .map(|field| {
+            row.get(*field)
+                .filter(|value| !value.is_null())
+                .map(scalar)
+                .unwrap_or_default()
         })
         .collect()
 }

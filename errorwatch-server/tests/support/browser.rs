@@ -84,8 +84,7 @@ impl Browser {
         let client = loop {
             match builder.connect(&webdriver).await {
                 Ok(client) => break client,
-                Err(error) if Instant::now() < deadline => {
-                    let _ = error;
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(error) => panic!(
