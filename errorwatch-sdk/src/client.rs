@@ -10,19 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::error_chain::ErrorChain;
 use crate::options::{Options, OptionsError};
 use crate::pipeline::{Job, Pipeline};
 use crate::scope::Scope;
 use crate::stacktrace::{Anchor, RawStack};
 use crate::stats::{Counters, Outcome, Stats};
 use crate::transport::{PushError, Queue};
-use errorwatch_protocol::{Event, EventId, Exception, Level, Value};
+use errorwatch_protocol::{Event, EventId, Level};
 
 /// Where the in-memory client of the test helpers keeps its events.
 pub(crate) type CapturedEvents = Arc<Mutex<Vec<Event>>>;
-
-/// How many `source()` levels of an error are kept.
-const MAX_ERROR_SOURCES: usize = 16;
 
 /// A handle to an ErrorWatch client. Cheap to clone; all clones share one transport.
 ///
@@ -216,6 +214,7 @@ impl Client {
     pub fn capture_event(&self, event: Event, scope: &Scope) -> Option<EventId> {
         self.capture(Job {
             event,
+            error: None,
             scope: scope.clone(),
             stack: None,
         })
@@ -244,6 +243,7 @@ impl Client {
         });
         self.capture(Job {
             event,
+            error: None,
             scope: scope.clone(),
             stack,
         })
@@ -256,6 +256,7 @@ impl Client {
         }
         self.capture(Job {
             event: Event::message(message, level),
+            error: None,
             scope: crate::hub::current_scope(),
             stack: None,
         })
@@ -269,7 +270,9 @@ impl Client {
         if !self.is_enabled() {
             return None;
         }
-        self.capture_error_event(event_from_error(error), Anchor::caller())
+        // Only the error's texts are read here; its event is built off this thread.
+        let chain = ErrorChain::capture(error);
+        self.capture_error_event(Event::default(), Some(chain), Anchor::caller())
     }
 
     /// Captures an [`anyhow::Error`] with the current scope: typed by its root cause (not
@@ -294,7 +297,7 @@ impl Client {
         if !self.is_enabled() {
             return None;
         }
-        self.capture_error_event(event_from_anyhow(error), Anchor::caller())
+        self.capture_error_event(event_from_anyhow(error), None, Anchor::caller())
     }
 
     /// Captures an [`eyre::Report`] with the current scope: typed by its root cause, valued by
@@ -315,11 +318,16 @@ impl Client {
         if !self.is_enabled() {
             return None;
         }
-        self.capture_error_event(event_from_eyre(report), Anchor::caller())
+        self.capture_error_event(event_from_eyre(report), None, Anchor::caller())
     }
 
     /// Captures an event made of an error, anchored at `anchor`.
-    fn capture_error_event(&self, mut event: Event, anchor: Anchor) -> Option<EventId> {
+    fn capture_error_event(
+        &self,
+        mut event: Event,
+        error: Option<ErrorChain>,
+        anchor: Anchor,
+    ) -> Option<EventId> {
         event.file = Some(anchor.file.clone().into_owned());
         event.line = Some(anchor.line);
         let stack = self
@@ -328,6 +336,7 @@ impl Client {
             .then(|| RawStack::capture(anchor));
         self.capture(Job {
             event,
+            error,
             scope: crate::hub::current_scope(),
             stack,
         })
@@ -477,29 +486,7 @@ pub fn try_init(options: Options) -> Result<ClientGuard, OptionsError> {
 /// assert_eq!(event.exception.unwrap().ty, "ParseIntError");
 /// ```
 pub fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
-    let ty = type_name_of::<E>().unwrap_or_else(|| type_name_from_debug(&error));
-    let mut event = Event {
-        exception: Some(Exception::new(ty, error.to_string())),
-        ..Event::default()
-    };
-    let mut sources = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if sources.len() == MAX_ERROR_SOURCES {
-            break;
-        }
-        let mut entry = serde_json::Map::new();
-        entry.insert("type".into(), Value::from(type_name_from_debug(&cause)));
-        entry.insert("value".into(), Value::from(cause.to_string()));
-        sources.push(Value::Object(entry));
-        source = cause.source();
-    }
-    if !sources.is_empty() {
-        event
-            .extra
-            .insert("error.sources".into(), Value::Array(sources));
-    }
-    event
+    ErrorChain::capture(error).into_event()
 }
 
 /// The event [`Client::capture_anyhow`] sends for `error`: typed by the root cause, valued by
@@ -518,7 +505,7 @@ pub fn event_from_anyhow(error: &anyhow::Error) -> Event {
     if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
         event.extra.insert(
             "anyhow.backtrace".into(),
-            Value::from(backtrace.to_string()),
+            errorwatch_protocol::Value::from(backtrace.to_string()),
         );
     }
     event
@@ -546,71 +533,16 @@ fn type_by_root_cause(event: &mut Event, root: &(dyn Error + 'static)) {
     if let Some(exception) = event.exception.as_mut() {
         // A message made with `anyhow!` or `eyre!` has no type of its own: its Debug text is
         // the message, which is no type name.
-        let ty = type_name_from_debug(root);
+        let ty = crate::error_chain::type_name_from_debug(root);
         if !ty.is_empty() && !root.to_string().starts_with(&ty) {
             exception.ty = ty;
         }
     }
 }
 
-/// A short name for `E`: `ParseIntError`, `serde_json::Error`, `io::Error`. `None` for trait
-/// objects, whose static type says nothing.
-fn type_name_of<E: ?Sized>() -> Option<String> {
-    let full = std::any::type_name::<E>();
-    if full.starts_with("dyn ") || full.starts_with('&') {
-        return None;
-    }
-    let path = full.split('<').next().unwrap_or(full);
-    let segments: Vec<&str> = path.split("::").collect();
-    let last = segments.last().copied().unwrap_or(path);
-    if last == "Error" && segments.len() > 1 {
-        // `Error` alone says nothing: name the crate (or the std module) it comes from.
-        let owner = match segments[0] {
-            "std" | "core" | "alloc" if segments.len() > 2 => segments[1],
-            first => first,
-        };
-        return Some(format!("{owner}::Error"));
-    }
-    Some(last.to_owned())
-}
-
-/// The leading identifier of an error's `Debug` output, for errors only seen as `dyn Error`.
-pub(crate) fn type_name_from_debug<E: std::fmt::Debug + ?Sized>(error: &E) -> String {
-    let debug = format!("{error:?}");
-    let name: String = debug
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-        .collect();
-    match name.as_str() {
-        // The variants `std::io::Error` prints.
-        "Os" | "Custom" | "Kind" | "SimpleMessage" => "io::Error".to_owned(),
-        "" => "Error".to_owned(),
-        _ => name,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_types_get_short_useful_names() {
-        assert_eq!(
-            type_name_of::<std::num::ParseIntError>().as_deref(),
-            Some("ParseIntError")
-        );
-        assert_eq!(
-            type_name_of::<std::io::Error>().as_deref(),
-            Some("io::Error")
-        );
-        assert_eq!(
-            type_name_of::<serde_json::Error>().as_deref(),
-            Some("serde_json::Error")
-        );
-        assert_eq!(type_name_of::<dyn Error>(), None);
-        let io = std::io::Error::other("disk on fire");
-        assert_eq!(type_name_from_debug(&io), "io::Error");
-    }
 
     #[test]
     fn the_source_chain_is_kept() {

@@ -356,5 +356,5 @@ pub fn panic_event(payload: &(dyn Any + Send)) -> Event {
 /// assert_eq!(errorwatch_sdk::integration::type_name_from_debug(&DatabaseDown { retries: 3 }), "DatabaseDown");
 /// ```
 pub fn type_name_from_debug(value: &dyn fmt::Debug) -> String {
-    crate::client::type_name_from_debug(value)
+    crate::error_chain::type_name_from_debug(value)
 }

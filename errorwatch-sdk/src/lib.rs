@@ -41,6 +41,7 @@ struct ReadmeDoctests;
 
 mod client;
 mod diagnostics;
+mod error_chain;
 mod hub;
 pub mod integration;
 mod options;

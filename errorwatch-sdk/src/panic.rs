@@ -170,6 +170,7 @@ mod hook {
             }
             let id = client.capture(Job {
                 event,
+                error: None,
                 scope: crate::hub::current_scope(),
                 stack: Some(stack),
             })?;

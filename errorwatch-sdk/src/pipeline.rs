@@ -7,16 +7,19 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::diagnostics::Diagnostics;
+use crate::error_chain::ErrorChain;
 use crate::options::{BeforeSend, Options, OptionsError};
 use crate::scope::Scope;
 use crate::scrub::Scrubber;
 use crate::stacktrace::{InAppRules, RawStack};
 use errorwatch_protocol::{Event, Map, Value};
 
-/// What the caller hands over: the event as captured, a snapshot of its scope, and maybe an
-/// unresolved stack.
+/// What the caller hands over: the event as captured, maybe an error's texts, a snapshot of its
+/// scope, and maybe an unresolved stack.
 pub(crate) struct Job {
     pub(crate) event: Event,
+    /// The error captured with it, whose exception is written into the event here.
+    pub(crate) error: Option<ErrorChain>,
     pub(crate) scope: Scope,
     pub(crate) stack: Option<RawStack>,
 }
@@ -122,10 +125,14 @@ impl Pipeline {
     pub(crate) fn process(&self, job: Job) -> Result<Event, Discarded> {
         let Job {
             mut event,
+            error,
             scope,
             stack,
         } = job;
         let prepared = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(error) = error {
+                error.fill(&mut event);
+            }
             if let Some(stack) = stack {
                 stack.resolve_into(&mut event, &self.in_app);
             }
