@@ -27,8 +27,7 @@ pub(crate) struct ErrorChain {
 impl ErrorChain {
     /// Reads `error` and its sources: one allocation, however long the chain.
     pub(crate) fn capture<E: Error + ?Sized>(error: &E) -> ErrorChain {
-        let full = std::any::type_name::<E>();
-        let static_type = (!full.starts_with("dyn ") && !full.starts_with('&')).then_some(full);
+        let static_type = static_type_name::<E>();
         let mut chain = ErrorChain {
             static_type,
             text: String::with_capacity(128),
@@ -165,8 +164,14 @@ fn name_from_debug(name: &str) -> String {
 /// objects, whose static type says nothing.
 #[cfg(test)]
 fn type_name_of<E: ?Sized>() -> Option<String> {
+    static_type_name::<E>().map(short_type_name)
+}
+
+/// `E`'s full type name, unless `E` is a trait object or a reference, whose static type says
+/// nothing of the error.
+fn static_type_name<E: ?Sized>() -> Option<&'static str> {
     let full = std::any::type_name::<E>();
-    (!full.starts_with("dyn ") && !full.starts_with('&')).then(|| short_type_name(full))
+    (!full.starts_with("dyn ") && !full.starts_with('&')).then_some(full)
 }
 
 /// The leading identifier of a value's `Debug` output, for errors only seen as `dyn Error`.
