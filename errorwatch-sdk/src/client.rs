@@ -1,8 +1,9 @@
 //! The client: takes captures on the caller's thread and hands them to the transport.
 //!
-//! Everything here runs on the caller's thread, so it does as little as it can: build the
-//! event skeleton, snapshot the scope (one reference count), walk the stack without resolving
-//! it, and `try_send`. Nothing waits on the network or on a lock held across I/O.
+//! Everything here runs on the caller's thread, so it does as little as it can: write what only
+//! the caller can read into a recycled buffer (see [`crate::handoff`]), snapshot the scope (one
+//! reference count), walk the stack without resolving it, and `try_send`. The event is built
+//! on the worker. Nothing waits on the network or on a lock held across I/O.
 
 use std::error::Error;
 use std::ops::Deref;
@@ -11,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error_chain::ErrorChain;
+use crate::handoff::{Handoff, Pool};
 use crate::options::{Options, OptionsError};
-use crate::pipeline::{Job, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::scope::Scope;
 use crate::stacktrace::{Anchor, RawStack};
 use crate::stats::{Counters, Outcome, Stats};
@@ -212,12 +214,7 @@ impl Client {
 
     /// Captures `event` with `scope`. Returns its id if it was queued.
     pub fn capture_event(&self, event: Event, scope: &Scope) -> Option<EventId> {
-        self.capture(Job {
-            event,
-            error: None,
-            scope: scope.clone(),
-            stack: None,
-        })
+        self.capture(|pool| Handoff::event(pool, event, None, scope.clone()))
     }
 
     /// Captures `event` with `scope` as having happened at `file:line` (an integration's view
@@ -230,36 +227,22 @@ impl Client {
         file: &str,
         line: u32,
     ) -> Option<EventId> {
-        if !self.is_enabled() {
-            return None;
-        }
-        event.file.get_or_insert_with(|| file.to_owned());
-        event.line.get_or_insert(line);
-        let stack = self.inner.attach_stacktrace.then(|| {
-            RawStack::capture(Anchor {
-                file: std::borrow::Cow::Owned(file.to_owned()),
-                line,
-            })
-        });
-        self.capture(Job {
-            event,
-            error: None,
-            scope: scope.clone(),
-            stack,
+        self.capture(|pool| {
+            event.file.get_or_insert_with(|| file.to_owned());
+            event.line.get_or_insert(line);
+            let stack = self.inner.attach_stacktrace.then(|| {
+                RawStack::capture(Anchor {
+                    file: std::borrow::Cow::Owned(file.to_owned()),
+                    line,
+                })
+            });
+            Handoff::event(pool, event, stack, scope.clone())
         })
     }
 
     /// Captures a message at `level`, with the current scope.
     pub fn capture_message(&self, message: &str, level: Level) -> Option<EventId> {
-        if !self.is_enabled() {
-            return None;
-        }
-        self.capture(Job {
-            event: Event::message(message, level),
-            error: None,
-            scope: crate::hub::current_scope(),
-            stack: None,
-        })
+        self.capture(|pool| Handoff::message(pool, message, level, crate::hub::current_scope()))
     }
 
     /// Captures an error and its `source()` chain, with the current scope. The event's
@@ -267,12 +250,11 @@ impl Client {
     /// there, in release builds as in debug builds.
     #[track_caller]
     pub fn capture_error<E: Error + ?Sized>(&self, error: &E) -> Option<EventId> {
-        if !self.is_enabled() {
-            return None;
-        }
-        // Only the error's texts are read here; its event is built off this thread.
-        let chain = ErrorChain::capture(error);
-        self.capture_error_event(Event::default(), Some(chain), Anchor::caller())
+        let at = Anchor::caller();
+        self.capture(|pool| {
+            let stack = self.inner.attach_stacktrace;
+            Handoff::error(pool, error, at, stack, crate::hub::current_scope())
+        })
     }
 
     /// Captures an [`anyhow::Error`] with the current scope: typed by its root cause (not
@@ -294,10 +276,8 @@ impl Client {
     #[cfg(feature = "anyhow")]
     #[track_caller]
     pub fn capture_anyhow(&self, error: &anyhow::Error) -> Option<EventId> {
-        if !self.is_enabled() {
-            return None;
-        }
-        self.capture_error_event(event_from_anyhow(error), None, Anchor::caller())
+        let at = Anchor::caller();
+        self.capture(|pool| self.built_error(pool, event_from_anyhow(error), at))
     }
 
     /// Captures an [`eyre::Report`] with the current scope: typed by its root cause, valued by
@@ -315,34 +295,25 @@ impl Client {
     #[cfg(feature = "eyre")]
     #[track_caller]
     pub fn capture_eyre(&self, report: &eyre::Report) -> Option<EventId> {
-        if !self.is_enabled() {
-            return None;
-        }
-        self.capture_error_event(event_from_eyre(report), None, Anchor::caller())
+        let at = Anchor::caller();
+        self.capture(|pool| self.built_error(pool, event_from_eyre(report), at))
     }
 
-    /// Captures an event made of an error, anchored at `anchor`.
-    fn capture_error_event(
-        &self,
-        mut event: Event,
-        error: Option<ErrorChain>,
-        anchor: Anchor,
-    ) -> Option<EventId> {
+    /// The handoff of an error's event built here, anchored at `anchor`.
+    #[cfg(any(feature = "anyhow", feature = "eyre"))]
+    fn built_error(&self, pool: &Pool, mut event: Event, anchor: Anchor) -> Handoff {
         event.file = Some(anchor.file.clone().into_owned());
         event.line = Some(anchor.line);
         let stack = self
             .inner
             .attach_stacktrace
             .then(|| RawStack::capture(anchor));
-        self.capture(Job {
-            event,
-            error,
-            scope: crate::hub::current_scope(),
-            stack,
-        })
+        Handoff::event(pool, event, stack, crate::hub::current_scope())
     }
 
-    pub(crate) fn capture(&self, job: Job) -> Option<EventId> {
+    /// Captures what `make` writes, unless the client is off, the thread is the SDK's own, or
+    /// the event is sampled out; `make` runs only when the capture goes ahead.
+    pub(crate) fn capture(&self, make: impl FnOnce(&Pool) -> Handoff) -> Option<EventId> {
         let inner = &*self.inner;
         if !self.is_enabled() || crate::hub::is_suppressed() {
             return None;
@@ -352,30 +323,39 @@ impl Client {
             inner.counters.record(Outcome::Sampled);
             return None;
         }
-        let id = job.event.event_id;
+        let handoff = make(&inner.pipeline.pool);
+        let id = handoff.id();
         match &inner.sink {
             Sink::Disabled => return None,
-            Sink::Queue(queue) => match queue.push(job) {
+            Sink::Queue(queue) => match queue.push(handoff) {
                 Ok(()) => {}
-                Err(PushError::Full) => {
+                Err(PushError::Full(handoff)) => {
+                    handoff.recycle(&inner.pipeline.pool);
                     inner.counters.record(Outcome::QueueFull);
                     return None;
                 }
-                Err(PushError::Closed) => {
+                Err(PushError::Closed(handoff)) => {
+                    handoff.recycle(&inner.pipeline.pool);
                     inner.counters.lost(1);
                     return None;
                 }
             },
-            Sink::Memory(events) => match inner.pipeline.process(job) {
-                Ok(event) => {
-                    events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
-                    inner.counters.record(Outcome::Sent);
+            Sink::Memory(events) => {
+                let pipeline = &inner.pipeline;
+                match pipeline
+                    .unpack(handoff)
+                    .and_then(|job| pipeline.process(job))
+                {
+                    Ok(event) => {
+                        events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+                        inner.counters.record(Outcome::Sent);
+                    }
+                    Err(discarded) => {
+                        inner.counters.record(discarded.outcome());
+                        return None;
+                    }
                 }
-                Err(discarded) => {
-                    inner.counters.record(discarded.outcome());
-                    return None;
-                }
-            },
+            }
         }
         Some(id)
     }
@@ -486,7 +466,7 @@ pub fn try_init(options: Options) -> Result<ClientGuard, OptionsError> {
 /// assert_eq!(event.exception.unwrap().ty, "ParseIntError");
 /// ```
 pub fn event_from_error<E: Error + ?Sized>(error: &E) -> Event {
-    ErrorChain::capture(error).into_event()
+    ErrorChain::event_for(error)
 }
 
 /// The event [`Client::capture_anyhow`] sends for `error`: typed by the root cause, valued by

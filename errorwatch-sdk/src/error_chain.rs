@@ -1,10 +1,9 @@
 //! An error and its `source()` chain as the caller hands them over: their texts written into
 //! one buffer, on the caller's thread, and nothing else. The event's exception and its
-//! `extra["error.sources"]` are built from it off that thread.
+//! `extra["error.sources"]` are built from them off that thread.
 //!
-//! Every allocation the caller makes is one the worker frees; with glibc's allocator, each
-//! such free can hold the caller's arena lock at the moment the caller wants it. One buffer
-//! per error instead of a dozen strings and maps is what keeps the caller from waiting.
+//! The buffer is the caller's (a recycled one, for a capture: see [`crate::handoff`]); what is
+//! kept here is only where each error's texts lie in it.
 
 use std::error::Error;
 use std::fmt::{self, Write};
@@ -14,77 +13,103 @@ use errorwatch_protocol::{Event, Exception, Value};
 /// Sources kept below the error itself.
 pub(crate) const MAX_ERROR_SOURCES: usize = 16;
 
+/// An error and its sources written in a text buffer: the first one's static type, and where
+/// their texts start. Where each one's type and message end is kept in a list beside the
+/// buffer (reused with it, like the buffer).
 pub(crate) struct ErrorChain {
     /// The error's static type, when it names one (not `dyn Error`).
     static_type: Option<&'static str>,
-    /// Each error's type (when read from its `Debug`) then its message, the error first.
-    text: String,
-    /// Where each error's type and message end in `text`.
-    ends: [(u32, u32); MAX_ERROR_SOURCES + 1],
+    /// Where the first error's texts start.
+    start: u32,
+}
+
+/// Where each error's type (when read from its `Debug`) and message end in the buffer, the
+/// error first: a list of fixed capacity, so that writing it never allocates.
+pub(crate) struct Ends {
+    at: [(u32, u32); MAX_ERROR_SOURCES + 1],
     len: usize,
 }
 
-impl ErrorChain {
-    /// Reads `error` and its sources: one allocation, however long the chain.
-    pub(crate) fn capture<E: Error + ?Sized>(error: &E) -> ErrorChain {
-        let static_type = static_type_name::<E>();
-        let mut chain = ErrorChain {
-            static_type,
-            text: String::with_capacity(128),
-            ends: [(0, 0); MAX_ERROR_SOURCES + 1],
+impl Default for Ends {
+    fn default() -> Self {
+        Ends {
+            at: [(0, 0); MAX_ERROR_SOURCES + 1],
             len: 0,
-        };
-        if static_type.is_none() {
-            chain.write_debug_name(error);
         }
-        chain.write_message(error);
+    }
+}
+
+impl Ends {
+    fn is_full(&self) -> bool {
+        self.len == self.at.len()
+    }
+
+    fn push(&mut self, end: (u32, u32)) {
+        if let Some(slot) = self.at.get_mut(self.len) {
+            *slot = end;
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn as_slice(&self) -> &[(u32, u32)] {
+        &self.at[..self.len]
+    }
+}
+
+impl ErrorChain {
+    /// Writes the texts of `error` and its sources at the end of `text`, and where they end
+    /// to `ends`: no allocation when both have room.
+    pub(crate) fn write<E: Error + ?Sized>(
+        error: &E,
+        text: &mut String,
+        ends: &mut Ends,
+    ) -> ErrorChain {
+        let static_type = static_type_name::<E>();
+        let chain = ErrorChain {
+            static_type,
+            start: offset(text),
+        };
+        ends.clear();
+        if static_type.is_none() {
+            write_debug_name(text, error);
+        }
+        write_message(text, ends, error);
         let mut source = error.source();
         while let Some(cause) = source {
-            if chain.len == chain.ends.len() {
+            if ends.is_full() {
                 break;
             }
-            chain.write_debug_name(cause);
-            chain.write_message(cause);
+            write_debug_name(text, cause);
+            write_message(text, ends, cause);
             source = cause.source();
         }
         chain
     }
 
-    fn offset(&self) -> u32 {
-        u32::try_from(self.text.len()).unwrap_or(u32::MAX)
-    }
-
-    fn write_debug_name(&mut self, error: &(impl fmt::Debug + ?Sized)) {
-        let _ = write!(LeadingName::new(&mut self.text), "{error:?}");
-    }
-
-    fn write_message(&mut self, error: &(impl fmt::Display + ?Sized)) {
-        // The error's name, when read from `Debug`, was written just before.
-        let type_end = self.offset();
-        let _ = write!(self.text, "{error}");
-        self.ends[self.len] = (type_end, self.offset());
-        self.len += 1;
-    }
-
-    /// The event for this error: its type, its message, its sources in
-    /// `extra["error.sources"]`.
-    pub(crate) fn into_event(self) -> Event {
+    /// The event for `error`: its type, its message, its sources in `extra["error.sources"]`.
+    pub(crate) fn event_for<E: Error + ?Sized>(error: &E) -> Event {
+        let (mut text, mut ends) = (String::new(), Ends::default());
+        let chain = ErrorChain::write(error, &mut text, &mut ends);
         let mut event = Event::default();
-        self.fill(&mut event);
+        chain.fill(&text, &ends, &mut event);
         event
     }
 
-    /// Sets `event`'s exception and sources from this chain.
-    pub(crate) fn fill(self, event: &mut Event) {
-        let mut start = 0;
-        let mut sources = Vec::with_capacity(self.len.saturating_sub(1));
-        for (i, &(type_end, end)) in self.ends[..self.len].iter().enumerate() {
+    /// Sets `event`'s exception and sources from this chain, written in `text` up to `ends`.
+    pub(crate) fn fill(&self, text: &str, ends: &Ends, event: &mut Event) {
+        let mut start = self.start as usize;
+        let mut sources = Vec::with_capacity(ends.len.saturating_sub(1));
+        for (i, &(type_end, end)) in ends.as_slice().iter().enumerate() {
             let (type_end, end) = (type_end as usize, end as usize);
             let ty = match (i, self.static_type) {
                 (0, Some(full)) => short_type_name(full),
-                _ => name_from_debug(self.text.get(start..type_end).unwrap_or_default()),
+                _ => name_from_debug(text.get(start..type_end).unwrap_or_default()),
             };
-            let value = self.text.get(type_end..end).unwrap_or_default().to_owned();
+            let value = text.get(type_end..end).unwrap_or_default().to_owned();
             if i == 0 {
                 event.exception = Some(Exception::new(ty, value));
             } else {
@@ -101,6 +126,22 @@ impl ErrorChain {
                 .insert("error.sources".into(), Value::Array(sources));
         }
     }
+}
+
+/// Writes one error's message, its name (when read from `Debug`) having been written just
+/// before.
+fn write_message(text: &mut String, ends: &mut Ends, error: &(impl fmt::Display + ?Sized)) {
+    let type_end = offset(text);
+    let _ = write!(text, "{error}");
+    ends.push((type_end, offset(text)));
+}
+
+fn offset(text: &str) -> u32 {
+    u32::try_from(text.len()).unwrap_or(u32::MAX)
+}
+
+fn write_debug_name(text: &mut String, error: &(impl fmt::Debug + ?Sized)) {
+    let _ = write!(LeadingName::new(text), "{error:?}");
 }
 
 /// Keeps the leading identifier of what is written to it and drops the rest: a large `Debug`
@@ -224,7 +265,7 @@ mod tests {
         let error = Outer {
             inner: std::io::Error::other("disk full"),
         };
-        let event = ErrorChain::capture(&error).into_event();
+        let event = ErrorChain::event_for(&error);
         let exception = event.exception.expect("an exception");
         assert_eq!(
             (exception.ty.as_str(), exception.value.as_str()),
@@ -235,7 +276,7 @@ mod tests {
             serde_json::json!([{ "type": "io::Error", "value": "disk full" }])
         );
         // Seen only as `dyn Error`, the type comes from `Debug`, and stops at its name.
-        let event = ErrorChain::capture(&error as &dyn Error).into_event();
+        let event = ErrorChain::event_for(&error as &dyn Error);
         assert_eq!(event.exception.expect("an exception").ty, "Outer");
     }
 
@@ -270,7 +311,7 @@ mod tests {
             .rev()
             .fold(None, |next, n| Some(Box::new(Link(n, next))));
         let top = chain.expect("a chain");
-        let event = ErrorChain::capture(top.as_ref()).into_event();
+        let event = ErrorChain::event_for(top.as_ref());
         let sources = event.extra["error.sources"].as_array().expect("sources");
         assert_eq!(sources.len(), MAX_ERROR_SOURCES);
         assert_eq!(sources[15]["value"], "link 16");

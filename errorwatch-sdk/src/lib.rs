@@ -42,6 +42,7 @@ struct ReadmeDoctests;
 mod client;
 mod diagnostics;
 mod error_chain;
+mod handoff;
 mod hub;
 pub mod integration;
 mod options;

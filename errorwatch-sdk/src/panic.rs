@@ -115,7 +115,7 @@ mod hook {
     use std::sync::Once;
 
     use super::{payload_text, CAUGHT_BY_CALLER, IN_HOOK, LAST_PANIC};
-    use crate::pipeline::Job;
+    use crate::handoff::Handoff;
     use crate::stacktrace::{Anchor, RawStack};
     use errorwatch_protocol::{Event, Exception, Level};
 
@@ -168,11 +168,8 @@ mod hook {
             if flushing {
                 stack = stack.symbolised_by(std::time::Instant::now() + flush_timeout.mul_f64(0.6));
             }
-            let id = client.capture(Job {
-                event,
-                error: None,
-                scope: crate::hub::current_scope(),
-                stack: Some(stack),
+            let id = client.capture(|pool| {
+                Handoff::event(pool, event, Some(stack), crate::hub::current_scope())
             })?;
             if flushing {
                 client.flush(flush_timeout);

@@ -7,19 +7,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::diagnostics::Diagnostics;
-use crate::error_chain::ErrorChain;
+use crate::handoff::{Handoff, Pool};
 use crate::options::{BeforeSend, Options, OptionsError};
 use crate::scope::Scope;
 use crate::scrub::Scrubber;
 use crate::stacktrace::{InAppRules, RawStack};
 use errorwatch_protocol::{Event, Map, Value};
 
-/// What the caller hands over: the event as captured, maybe an error's texts, a snapshot of its
-/// scope, and maybe an unresolved stack.
+/// A capture as the worker takes it up: the event as captured, a snapshot of its scope, and
+/// maybe an unresolved stack.
 pub(crate) struct Job {
     pub(crate) event: Event,
-    /// The error captured with it, whose exception is written into the event here.
-    pub(crate) error: Option<ErrorChain>,
     pub(crate) scope: Scope,
     pub(crate) stack: Option<RawStack>,
 }
@@ -53,6 +51,8 @@ pub(crate) struct Pipeline {
     before_send: Option<BeforeSend>,
     max_breadcrumbs: usize,
     pub(crate) diagnostics: Diagnostics,
+    /// The boxes captures are written into, shared by the callers and the worker.
+    pub(crate) pool: Pool,
     /// Whether the fallback symboliser was mentioned (once per client).
     fallback_said: AtomicBool,
 }
@@ -78,6 +78,7 @@ impl Pipeline {
             before_send: options.before_send.clone(),
             max_breadcrumbs: options.max_breadcrumbs,
             diagnostics: Diagnostics::new(options),
+            pool: Pool::new(),
             fallback_said: AtomicBool::new(false),
         })
     }
@@ -120,19 +121,24 @@ impl Pipeline {
         true
     }
 
+    /// The job of a capture: its event as captured. Never panics.
+    pub(crate) fn unpack(&self, handoff: Handoff) -> Result<Job, Discarded> {
+        catch_unwind(AssertUnwindSafe(|| handoff.unpack(&self.pool))).map_err(|_| {
+            self.diagnostics
+                .log(format_args!("an event could not be prepared; dropped"));
+            Discarded::Unprepared
+        })
+    }
+
     /// Builds the final event. Never panics: a panic in `before_send` (or in symbolisation)
     /// drops the event, not the worker.
     pub(crate) fn process(&self, job: Job) -> Result<Event, Discarded> {
         let Job {
             mut event,
-            error,
             scope,
             stack,
         } = job;
         let prepared = catch_unwind(AssertUnwindSafe(|| {
-            if let Some(error) = error {
-                error.fill(&mut event);
-            }
             if let Some(stack) = stack {
                 stack.resolve_into(&mut event, &self.in_app);
             }

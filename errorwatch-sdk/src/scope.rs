@@ -206,41 +206,46 @@ struct Breadcrumbs {
 }
 
 struct Node {
-    crumb: Breadcrumb,
+    /// Shared, so that rebuilding the list copies pointers, not breadcrumbs.
+    crumb: Arc<Breadcrumb>,
     next: Option<Arc<Node>>,
 }
 
 impl Breadcrumbs {
     fn push(&mut self, crumb: Breadcrumb) {
+        self.link(Arc::new(crumb));
+        if self.len > 2 * limits::BREADCRUMBS {
+            let mut newest = Vec::with_capacity(limits::BREADCRUMBS);
+            self.for_newest(limits::BREADCRUMBS, |crumb| newest.push(crumb.clone()));
+            *self = Breadcrumbs::default();
+            for crumb in newest.into_iter().rev() {
+                self.link(crumb);
+            }
+        }
+    }
+
+    fn link(&mut self, crumb: Arc<Breadcrumb>) {
         self.head = Some(Arc::new(Node {
             crumb,
             next: self.head.take(),
         }));
         self.len += 1;
-        if self.len > 2 * limits::BREADCRUMBS {
-            let newest = self.newest(limits::BREADCRUMBS);
-            *self = Breadcrumbs::default();
-            for crumb in newest {
-                self.head = Some(Arc::new(Node {
-                    crumb,
-                    next: self.head.take(),
-                }));
-                self.len += 1;
-            }
+    }
+
+    /// Calls `f` with each of the newest `max` breadcrumbs, newest first.
+    fn for_newest(&self, max: usize, mut f: impl FnMut(&Arc<Breadcrumb>)) {
+        let mut node = self.head.as_deref();
+        for _ in 0..max {
+            let Some(current) = node else { break };
+            f(&current.crumb);
+            node = current.next.as_deref();
         }
     }
 
     /// The newest `max` breadcrumbs, oldest first.
     fn newest(&self, max: usize) -> Vec<Breadcrumb> {
         let mut out = Vec::with_capacity(max.min(self.len));
-        let mut node = self.head.as_deref();
-        while let Some(current) = node {
-            if out.len() == max {
-                break;
-            }
-            out.push(current.crumb.clone());
-            node = current.next.as_deref();
-        }
+        self.for_newest(max, |crumb| out.push(Breadcrumb::clone(crumb)));
         out.reverse();
         out
     }

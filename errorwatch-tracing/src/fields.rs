@@ -67,7 +67,12 @@ impl Visit for FieldVisitor {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // `message` arrives as `fmt::Arguments`, whose Debug is the formatted text.
+        // `message` arrives as `fmt::Arguments`, whose Debug is the formatted text: written
+        // where it goes, without a copy.
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+            return;
+        }
         let text = format!("{value:?}");
         self.record_str(field, &text);
     }

@@ -64,6 +64,7 @@ const CAPTURE_MACHINERY: &[&str] = &[
     "errorwatch_sdk::stacktrace::walk",
     "errorwatch_sdk::stacktrace::RawStack::capture",
     "errorwatch_sdk::client::Client::capture",
+    "errorwatch_sdk::handoff::",
     "errorwatch_sdk::capture_",
     "errorwatch_sdk::integration::report",
     "errorwatch_sdk::integration::install_hook::",
@@ -263,6 +264,16 @@ impl RawStack {
         }
     }
 
+    /// A stack walked by [`walk_into`] for a capture made at `anchor`.
+    pub(crate) fn walked(ips: Vec<usize>, anchor: Anchor) -> Self {
+        RawStack {
+            ips,
+            from_panic: false,
+            anchor: Some(anchor),
+            deadline: None,
+        }
+    }
+
     /// Walks the stack from inside the panic hook for a panic at `anchor`; the frames of the
     /// hook and of std's panic machinery are cut off when it is resolved.
     #[cfg(feature = "panic")]
@@ -404,23 +415,34 @@ impl RawStack {
 /// The walk never takes the `backtrace` crate's global lock, which the worker holds while it
 /// symbolises (for up to a second on a large debug binary): a capture must not wait on it.
 fn walk() -> Vec<usize> {
-    let mut ips = Vec::with_capacity(64);
+    let mut ips = Vec::new();
+    walk_into(&mut ips);
+    ips
+}
+
+/// Appends the instruction pointers of the current stack to `ips`, innermost first: no
+/// allocation when `ips` has room for them (a pooled buffer, once warm).
+pub(crate) fn walk_into(ips: &mut Vec<usize>) {
+    // Walked into the stack, then copied: a buffer queued with the event holds only the
+    // frames there are, not room for the deepest stack.
+    let mut walked = [0usize; MAX_WALKED];
+    let mut depth = 0;
     let mut visit = |frame: &backtrace::Frame| {
-        ips.push(frame.ip() as usize);
-        ips.len() < MAX_WALKED
+        walked[depth] = frame.ip() as usize;
+        depth += 1;
+        depth < MAX_WALKED
     };
     #[cfg(unix)]
     // SAFETY: the lock serialises the crate's platform back ends, and only Windows' dbghelp
     // needs it. On Unix the walk is libgcc's `_Unwind_Backtrace`, which is safe to run on
     // several threads at once and alongside symbolisation (it reads no symbol cache); the
-    // callback only pushes to a local vector.
+    // callback only writes to a local array.
     unsafe {
         backtrace::trace_unsynchronized(&mut visit);
     }
     #[cfg(not(unix))]
     backtrace::trace(&mut visit);
-    ips.shrink_to_fit();
-    ips
+    ips.extend_from_slice(&walked[..depth]);
 }
 
 /// Removes the `::h0123456789abcdef` hash that legacy mangling appends to symbols.

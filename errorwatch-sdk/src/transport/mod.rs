@@ -23,21 +23,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
+use crate::handoff::Handoff;
 use crate::options::Options;
 use crate::pipeline::{Job, Pipeline};
 use crate::stats::{Counters, Outcome};
 use circuit_breaker::Grant;
 use http::HttpSender;
 
-/// Why a job was not queued.
+/// Why a capture was not queued; the capture comes back with it.
 pub(crate) enum PushError {
-    Full,
-    Closed,
+    Full(Handoff),
+    Closed(Handoff),
 }
 
 /// The callers' side of the transport.
 pub(crate) struct Queue {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Handoff>,
     progress: Arc<Progress>,
     stop: Arc<Notify>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
@@ -137,16 +138,16 @@ impl Queue {
     }
 
     /// Hands a job to the worker without ever waiting.
-    pub(crate) fn push(&self, job: Job) -> Result<(), PushError> {
-        match self.tx.try_send(job) {
+    pub(crate) fn push(&self, handoff: Handoff) -> Result<(), PushError> {
+        match self.tx.try_send(handoff) {
             Ok(()) => {
                 // Counted after the hand-off: a job finished before this line only makes `done`
                 // run ahead for a moment, which no flush can mistake for unfinished work.
                 self.progress.queued.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(PushError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+            Err(mpsc::error::TrySendError::Full(handoff)) => Err(PushError::Full(handoff)),
+            Err(mpsc::error::TrySendError::Closed(handoff)) => Err(PushError::Closed(handoff)),
         }
     }
 
@@ -203,7 +204,8 @@ struct Worker {
 
 /// How long the worker must have had nothing to do before it gives memory back: the
 /// symboliser's (the executable's mapping, its map of units, the resolved addresses), loaded
-/// again on demand, and the heap pages a burst of events left free.
+/// again on demand, the captures' pooled boxes, and the heap pages a burst of events left
+/// free.
 const IDLE_RELEASE: Duration = Duration::from_secs(10);
 
 /// Returns the heap's free pages to the system: glibc keeps what a burst freed in its
@@ -239,7 +241,7 @@ impl IdleRelease {
     }
 
     /// Once per idle period: gives memory back if nothing happened since the last call.
-    fn release_if_idle(&self) {
+    fn release_if_idle(&self, pipeline: &Arc<Pipeline>) {
         if self.busy_lately.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -247,8 +249,10 @@ impl IdleRelease {
             return;
         }
         let symbolised = self.symbolised.swap(false, Ordering::Relaxed);
+        let pipeline = pipeline.clone();
         // Both take locks another thread may hold a while: never on the runtime thread.
         tokio::task::spawn_blocking(move || {
+            pipeline.pool.release();
             if symbolised {
                 crate::stacktrace::symbols::release();
             }
@@ -258,7 +262,7 @@ impl IdleRelease {
 }
 
 impl Worker {
-    fn run(self, rx: mpsc::Receiver<Job>, stop: Arc<Notify>) {
+    fn run(self, rx: mpsc::Receiver<Handoff>, stop: Arc<Notify>) {
         crate::hub::suppress_current_thread();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -282,7 +286,7 @@ impl Worker {
         }
     }
 
-    async fn serve(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, stop: Arc<Notify>) {
+    async fn serve(self: Arc<Self>, mut rx: mpsc::Receiver<Handoff>, stop: Arc<Notify>) {
         let sender = match HttpSender::new(&self.options) {
             Ok(sender) => Some(Arc::new(sender)),
             Err(reason) => {
@@ -310,13 +314,13 @@ impl Worker {
                 _ = &mut stopped => return,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 job = rx.recv(), if has_room => match job {
-                    Some(job) => {
+                    Some(handoff) => {
                         self.idle.job_taken();
-                        self.handle(job, sender.as_ref(), &mut in_flight);
+                        self.handle(handoff, sender.as_ref(), &mut in_flight);
                     }
                     None => break,
                 },
-                _ = idle_check.tick() => self.idle.release_if_idle(),
+                _ = idle_check.tick() => self.idle.release_if_idle(&self.pipeline),
             }
         }
         // Every client handle is gone: finish what is in flight, unless told to stop.
@@ -331,34 +335,36 @@ impl Worker {
 
     fn handle(
         self: &Arc<Self>,
-        job: Job,
+        handoff: Handoff,
         sender: Option<&Arc<HttpSender>>,
         in_flight: &mut JoinSet<()>,
     ) {
+        let refused = |handoff: Handoff, outcome: Outcome| {
+            handoff.recycle(&self.pipeline.pool);
+            self.progress.finish(outcome);
+        };
         let Some(sender) = sender else {
-            self.progress.finish(Outcome::Failed);
-            return;
+            return refused(handoff, Outcome::Failed);
         };
         let now = Instant::now();
         if sender.rate_limit.is_limited(now) {
-            self.progress.finish(Outcome::RateLimited);
-            return;
+            return refused(handoff, Outcome::RateLimited);
         }
         // Granted here, before the next job is taken: while the one probe after a pause is
         // out, the loop takes no more jobs, and they wait in the queue for its verdict.
         let probe = match sender.breaker.grant(now) {
-            Grant::Denied => {
-                self.progress.finish(Outcome::Failed);
-                return;
-            }
+            Grant::Denied => return refused(handoff, Outcome::Failed),
             Grant::Closed => false,
             Grant::Probe => true,
         };
         let worker = self.clone();
         let sender = sender.clone();
         in_flight.spawn(async move {
-            let job = worker.symbolise(job).await;
-            let mut event = match worker.pipeline.process(job) {
+            let prepared = match worker.pipeline.unpack(handoff) {
+                Ok(job) => Ok(worker.symbolise(job).await),
+                Err(discarded) => Err(discarded),
+            };
+            let mut event = match prepared.and_then(|job| worker.pipeline.process(job)) {
                 Ok(event) => event,
                 Err(discarded) => {
                     if probe {

@@ -1,0 +1,287 @@
+//! What a capture hands the worker: only what the caller's thread alone can read (a message, an
+//! error's texts, a stack's addresses), written into a box that the worker gives back.
+//!
+//! The event itself is built on the worker. The caller's part is kept this small for two
+//! reasons. Time: an `Event` is a kilobyte of fields and a few allocations before anything is
+//! in it. Waiting: with glibc's allocator, memory is freed into the arena of the thread that
+//! allocated it, under that arena's lock, so a worker freeing what the caller allocated holds
+//! the caller's lock at the moment the caller next allocates, and the caller sleeps on it.
+//! Boxes that go back to a pool instead of being freed mean that, once warm, a message or an
+//! error capture allocates nothing on the caller's thread and frees nothing of its on the
+//! worker. The queue carries only the box's pointer.
+
+use crossbeam_queue::ArrayQueue;
+use errorwatch_protocol::{Event, EventId, Level, Timestamp};
+
+use crate::error_chain::{Ends, ErrorChain};
+use crate::pipeline::Job;
+use crate::scope::Scope;
+use crate::stacktrace::{Anchor, RawStack};
+
+/// Boxes kept for reuse. Enough for the worker to trail the callers by this many captures
+/// without any of them allocating; past that, boxes are allocated and freed as needed.
+const POOLED: usize = 256;
+
+/// A text kept in a pooled box up to this size; a larger one is freed, so that one huge
+/// message does not pin its memory in the pool.
+const POOLED_TEXT: usize = 4 * 1024;
+
+/// Room made at once for an error chain's texts, which arrive in several writes.
+const CHAIN_TEXT: usize = 128;
+
+/// One capture, as queued.
+pub(crate) struct Handoff(Box<Capture>);
+
+/// What a capture wrote, and what it wrote it into.
+pub(crate) struct Capture {
+    id: EventId,
+    timestamp: Timestamp,
+    scope: Scope,
+    what: What,
+    /// A message, or an error chain's texts.
+    text: String,
+    /// Where an error chain's texts end in `text`.
+    ends: Ends,
+    /// A walked stack's instruction pointers, innermost first.
+    ips: Vec<usize>,
+}
+
+impl Capture {
+    fn new() -> Box<Capture> {
+        Box::new(Capture {
+            id: EventId::new_random(),
+            timestamp: Timestamp(std::time::UNIX_EPOCH),
+            scope: Scope::empty(),
+            what: What::Empty,
+            text: String::new(),
+            ends: Ends::default(),
+            ips: Vec::new(),
+        })
+    }
+}
+
+#[derive(Default)]
+enum What {
+    /// Nothing yet: a box in the pool.
+    #[default]
+    Empty,
+    /// `capture_message`: the text is the message.
+    Message { level: Level },
+    /// `capture_error`: the chain's texts are the error's, captured at `at`, with the stack
+    /// in `ips` when `stack` is set.
+    Error {
+        chain: ErrorChain,
+        at: Anchor,
+        stack: bool,
+    },
+    /// An event the caller built (an integration's, a panic's), with maybe its stack.
+    Event {
+        event: Box<Event>,
+        stack: Option<RawStack>,
+    },
+}
+
+/// The boxes the worker gave back, for the callers to take.
+pub(crate) struct Pool {
+    free: ArrayQueue<Box<Capture>>,
+}
+
+impl Pool {
+    pub(crate) fn new() -> Pool {
+        Pool {
+            free: ArrayQueue::new(POOLED),
+        }
+    }
+
+    /// A box for a capture: a returned one when there is one, without waiting.
+    fn take(&self, scope: Scope, what: What) -> Box<Capture> {
+        let mut capture = self.free.pop().unwrap_or_else(Capture::new);
+        capture.id = EventId::new_random();
+        capture.timestamp = Timestamp::now();
+        capture.scope = scope;
+        capture.what = what;
+        capture
+    }
+
+    /// Keeps `capture` for a later one, emptied, unless the pool is full or its text grew too
+    /// large.
+    fn give_back(&self, mut capture: Box<Capture>) {
+        if capture.text.capacity() > POOLED_TEXT {
+            return;
+        }
+        // The scope is let go of now: a pooled box must not keep a request's context alive.
+        capture.scope = Scope::empty();
+        capture.what = What::Empty;
+        capture.text.clear();
+        capture.ends.clear();
+        capture.ips.clear();
+        let _ = self.free.push(capture);
+    }
+
+    /// Frees every pooled box: the worker does it once idle, so a burst's boxes do not outlive
+    /// it.
+    pub(crate) fn release(&self) {
+        while self.free.pop().is_some() {}
+    }
+}
+
+impl Handoff {
+    /// A message at `level`.
+    pub(crate) fn message(pool: &Pool, text: &str, level: Level, scope: Scope) -> Handoff {
+        let mut capture = pool.take(scope, What::Empty);
+        capture.text.push_str(text);
+        capture.what = What::Message { level };
+        Handoff(capture)
+    }
+
+    /// An error captured at `at`, with the stack walked from here when `stack` is set.
+    pub(crate) fn error<E: std::error::Error + ?Sized>(
+        pool: &Pool,
+        error: &E,
+        at: Anchor,
+        stack: bool,
+        scope: Scope,
+    ) -> Handoff {
+        let mut capture = pool.take(scope, What::Empty);
+        let Capture {
+            text, ends, ips, ..
+        } = &mut *capture;
+        text.reserve(CHAIN_TEXT);
+        let chain = ErrorChain::write(error, text, ends);
+        if stack {
+            crate::stacktrace::walk_into(ips);
+        }
+        capture.what = What::Error { chain, at, stack };
+        Handoff(capture)
+    }
+
+    /// An event the caller built, with its stack if walked.
+    pub(crate) fn event(
+        pool: &Pool,
+        event: Event,
+        stack: Option<RawStack>,
+        scope: Scope,
+    ) -> Handoff {
+        let (id, timestamp) = (event.event_id, event.timestamp);
+        let mut capture = pool.take(
+            scope,
+            What::Event {
+                event: Box::new(event),
+                stack,
+            },
+        );
+        capture.id = id;
+        capture.timestamp = timestamp;
+        Handoff(capture)
+    }
+
+    /// The event's id.
+    pub(crate) fn id(&self) -> EventId {
+        self.0.id
+    }
+
+    /// Gives the box back to `pool` unread: for a capture dropped before its event was built
+    /// (a full queue, a rate limit).
+    pub(crate) fn recycle(self, pool: &Pool) {
+        pool.give_back(self.0);
+    }
+
+    /// The event as captured, built on the worker; the box goes back to `pool`.
+    pub(crate) fn unpack(self, pool: &Pool) -> Job {
+        let mut capture = self.0;
+        let scope = std::mem::replace(&mut capture.scope, Scope::empty());
+        let (mut event, stack) = match std::mem::take(&mut capture.what) {
+            What::Empty => (Event::default(), None),
+            What::Event { event, stack } => (*event, stack),
+            What::Message { level } => (Event::message(&capture.text, level), None),
+            What::Error { chain, at, stack } => {
+                let mut event = Event::default();
+                chain.fill(&capture.text, &capture.ends, &mut event);
+                event.file = Some(at.file.clone().into_owned());
+                event.line = Some(at.line);
+                // Copied, so that the box keeps its own for the next capture.
+                let stack = stack.then(|| RawStack::walked(capture.ips.clone(), at));
+                (event, stack)
+            }
+        };
+        event.event_id = capture.id;
+        event.timestamp = capture.timestamp;
+        pool.give_back(capture);
+        Job {
+            event,
+            scope,
+            stack,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope_with_tag() -> Scope {
+        let mut scope = Scope::default();
+        scope.set_tag("request", "r-1");
+        scope
+    }
+
+    #[test]
+    fn the_event_is_built_from_what_the_caller_wrote() {
+        let pool = Pool::new();
+        let handoff = Handoff::message(&pool, "disk full", Level::Warning, scope_with_tag());
+        let id = handoff.id();
+        let job = handoff.unpack(&pool);
+        assert_eq!(job.event.event_id, id);
+        assert_eq!(job.event.message.as_deref(), Some("disk full"));
+        assert_eq!(job.event.level, Level::Warning);
+        assert_eq!(job.scope.tag("request"), Some("r-1"));
+
+        let error = "12a".parse::<u8>().expect_err("not a number");
+        let at = Anchor {
+            file: "src/billing.rs".into(),
+            line: 42,
+        };
+        let job = Handoff::error(&pool, &error, at, false, Scope::empty()).unpack(&pool);
+        let exception = job.event.exception.expect("an exception");
+        assert_eq!(exception.ty, "ParseIntError");
+        assert_eq!(exception.value, "invalid digit found in string");
+        assert_eq!(
+            (job.event.file.as_deref(), job.event.line),
+            (Some("src/billing.rs"), Some(42))
+        );
+        assert!(job.stack.is_none());
+    }
+
+    #[test]
+    fn a_box_comes_back_emptied_and_lets_its_scope_go() {
+        let pool = Pool::new();
+        let scope = scope_with_tag();
+        let handoff = Handoff::message(&pool, "first", Level::Info, scope.clone());
+        let first = &*handoff.0 as *const Capture;
+        drop(handoff.unpack(&pool));
+        // The capture's snapshot of the scope is gone with it: only `scope` holds its data.
+        assert_eq!(std::sync::Arc::strong_count(&scope.clone().into_arc()), 2);
+        let again = pool.take(Scope::empty(), What::Empty);
+        assert_eq!(&*again as *const Capture, first, "the same box, reused");
+        assert!(again.text.is_empty() && again.ips.is_empty());
+        assert!(again.text.capacity() >= "first".len(), "with its room kept");
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_keeps_no_huge_text() {
+        let pool = Pool::new();
+        let huge = "x".repeat(POOLED_TEXT + 1);
+        Handoff::message(&pool, &huge, Level::Info, Scope::empty()).recycle(&pool);
+        assert!(pool.free.is_empty(), "a huge text is freed, not pooled");
+
+        let handoffs: Vec<Handoff> = (0..POOLED + 10)
+            .map(|_| Handoff::message(&pool, "m", Level::Info, Scope::empty()))
+            .collect();
+        for handoff in handoffs {
+            handoff.recycle(&pool);
+        }
+        assert_eq!(pool.free.len(), POOLED);
+        pool.release();
+        assert!(pool.free.is_empty());
+    }
+}
