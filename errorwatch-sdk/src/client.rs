@@ -1,7 +1,7 @@
 //! The client: takes captures on the caller's thread and hands them to the transport.
 //!
 //! Everything here runs on the caller's thread, so it does as little as it can: write what only
-//! the caller can read into a recycled buffer (see [`crate::handoff`]), snapshot the scope (one
+//! the caller can read into a pooled box (see [`crate::handoff`]), snapshot the scope (one
 //! reference count), walk the stack without resolving it, and `try_send`. The event is built
 //! on the worker. Nothing waits on the network or on a lock held across I/O.
 
@@ -302,8 +302,7 @@ impl Client {
     /// The handoff of an error's event built here, anchored at `anchor`.
     #[cfg(any(feature = "anyhow", feature = "eyre"))]
     fn built_error(&self, pool: &Pool, mut event: Event, anchor: Anchor) -> Handoff {
-        event.file = Some(anchor.file.clone().into_owned());
-        event.line = Some(anchor.line);
+        anchor.place(&mut event);
         let stack = self
             .inner
             .attach_stacktrace

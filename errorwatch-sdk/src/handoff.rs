@@ -197,8 +197,7 @@ impl Handoff {
             What::Error { chain, at, stack } => {
                 let mut event = Event::default();
                 chain.fill(&capture.text, &capture.ends, &mut event);
-                event.file = Some(at.file.clone().into_owned());
-                event.line = Some(at.line);
+                at.place(&mut event);
                 // Copied, so that the box keeps its own for the next capture.
                 let stack = stack.then(|| RawStack::walked(capture.ips.clone(), at));
                 (event, stack)

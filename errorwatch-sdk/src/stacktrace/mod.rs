@@ -109,6 +109,12 @@ impl Anchor {
         }
     }
 
+    /// Makes this place the event's culprit line.
+    pub(crate) fn place(&self, event: &mut Event) {
+        event.file = Some(self.file.clone().into_owned());
+        event.line = Some(self.line);
+    }
+
     /// Whether a resolved frame is this place: the same line, in a file whose path ends with
     /// the anchor's (debug info names files by their absolute path).
     fn is(&self, filename: Option<&str>, lineno: Option<u32>) -> bool {
