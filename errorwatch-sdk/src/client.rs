@@ -250,7 +250,7 @@ impl Client {
     /// there, in release builds as in debug builds.
     #[track_caller]
     pub fn capture_error<E: Error + ?Sized>(&self, error: &E) -> Option<EventId> {
-        let at = Anchor::caller();
+        let at = std::panic::Location::caller();
         self.capture(|pool| {
             let stack = self.inner.attach_stacktrace;
             Handoff::error(pool, error, at, stack, crate::hub::current_scope())
@@ -276,7 +276,7 @@ impl Client {
     #[cfg(feature = "anyhow")]
     #[track_caller]
     pub fn capture_anyhow(&self, error: &anyhow::Error) -> Option<EventId> {
-        let at = Anchor::caller();
+        let at = Anchor::at(std::panic::Location::caller());
         self.capture(|pool| self.built_error(pool, event_from_anyhow(error), at))
     }
 
@@ -295,7 +295,7 @@ impl Client {
     #[cfg(feature = "eyre")]
     #[track_caller]
     pub fn capture_eyre(&self, report: &eyre::Report) -> Option<EventId> {
-        let at = Anchor::caller();
+        let at = Anchor::at(std::panic::Location::caller());
         self.capture(|pool| self.built_error(pool, event_from_eyre(report), at))
     }
 

@@ -9,70 +9,57 @@ use std::error::Error;
 use std::fmt::{self, Write};
 
 use errorwatch_protocol::{Event, Exception, Value};
+use smallvec::SmallVec;
 
 /// Sources kept below the error itself.
 pub(crate) const MAX_ERROR_SOURCES: usize = 16;
 
-/// An error and its sources written in a text buffer: the first one's static type, and where
-/// their texts start. Where each one's type and message end is kept in a list beside the
-/// buffer (reused with it, like the buffer).
+/// An error and its sources written in a text buffer, from its start: the first one's static
+/// type. Where each one's type and message end is kept in a list beside the buffer (reused with
+/// it, like the buffer).
 pub(crate) struct ErrorChain {
     /// The error's static type, when it names one (not `dyn Error`).
     static_type: Option<&'static str>,
-    /// Where the first error's texts start.
-    start: u32,
 }
 
 /// Where each error's type (when read from its `Debug`) and message end in the buffer, the
-/// error first: a list of fixed capacity, so that writing it never allocates.
-pub(crate) struct Ends {
-    at: [(u32, u32); MAX_ERROR_SOURCES + 1],
-    len: usize,
-}
-
-impl Default for Ends {
-    fn default() -> Self {
-        Ends {
-            at: [(0, 0); MAX_ERROR_SOURCES + 1],
-            len: 0,
-        }
-    }
-}
+/// error first. Most chains are a few errors deep, and their ends are kept inline (a queued
+/// capture's size is what a burst's queue holds, times its depth); a deeper chain spills to
+/// the heap once, and the box it was written in keeps that room when pooled.
+#[derive(Default)]
+pub(crate) struct Ends(SmallVec<[(u32, u32); 3]>);
 
 impl Ends {
     fn is_full(&self) -> bool {
-        self.len == self.at.len()
+        self.0.len() > MAX_ERROR_SOURCES
     }
 
     fn push(&mut self, end: (u32, u32)) {
-        if let Some(slot) = self.at.get_mut(self.len) {
-            *slot = end;
-            self.len += 1;
+        if !self.is_full() {
+            self.0.push(end);
         }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.len = 0;
+        self.0.clear();
     }
 
     fn as_slice(&self) -> &[(u32, u32)] {
-        &self.at[..self.len]
+        &self.0
     }
 }
 
 impl ErrorChain {
-    /// Writes the texts of `error` and its sources at the end of `text`, and where they end
-    /// to `ends`: no allocation when both have room.
+    /// Writes the texts of `error` and its sources into `text`, and where they end to
+    /// `ends`, both emptied first: no allocation when both have room.
     pub(crate) fn write<E: Error + ?Sized>(
         error: &E,
         text: &mut String,
         ends: &mut Ends,
     ) -> ErrorChain {
         let static_type = static_type_name::<E>();
-        let chain = ErrorChain {
-            static_type,
-            start: offset(text),
-        };
+        let chain = ErrorChain { static_type };
+        text.clear();
         ends.clear();
         if static_type.is_none() {
             write_debug_name(text, error);
@@ -101,8 +88,8 @@ impl ErrorChain {
 
     /// Sets `event`'s exception and sources from this chain, written in `text` up to `ends`.
     pub(crate) fn fill(&self, text: &str, ends: &Ends, event: &mut Event) {
-        let mut start = self.start as usize;
-        let mut sources = Vec::with_capacity(ends.len.saturating_sub(1));
+        let mut start = 0;
+        let mut sources = Vec::with_capacity(ends.as_slice().len().saturating_sub(1));
         for (i, &(type_end, end)) in ends.as_slice().iter().enumerate() {
             let (type_end, end) = (type_end as usize, end as usize);
             let ty = match (i, self.static_type) {

@@ -10,6 +10,8 @@
 //! error capture allocates nothing on the caller's thread and frees nothing of its on the
 //! worker. The queue carries only the box's pointer.
 
+use std::panic::Location;
+
 use crossbeam_queue::ArrayQueue;
 use errorwatch_protocol::{Event, EventId, Level, Timestamp};
 
@@ -40,7 +42,15 @@ pub(crate) struct Capture {
     what: What,
     /// A message, or an error chain's texts.
     text: String,
-    /// Where an error chain's texts end in `text`.
+    /// What an error capture writes besides its texts; boxed apart, so that a message
+    /// capture (most of a burst's queue) does not carry it. Kept with the box once made.
+    error: Option<Box<ErrorParts>>,
+}
+
+/// What an error capture writes besides its texts.
+#[derive(Default)]
+struct ErrorParts {
+    /// Where the chain's texts end in the capture's text.
     ends: Ends,
     /// A walked stack's instruction pointers, innermost first.
     ips: Vec<usize>,
@@ -54,8 +64,7 @@ impl Capture {
             scope: Scope::empty(),
             what: What::Empty,
             text: String::new(),
-            ends: Ends::default(),
-            ips: Vec::new(),
+            error: None,
         })
     }
 }
@@ -71,14 +80,12 @@ enum What {
     /// in `ips` when `stack` is set.
     Error {
         chain: ErrorChain,
-        at: Anchor,
+        at: &'static Location<'static>,
         stack: bool,
     },
-    /// An event the caller built (an integration's, a panic's), with maybe its stack.
-    Event {
-        event: Box<Event>,
-        stack: Option<RawStack>,
-    },
+    /// An event the caller built (an integration's, a panic's), with maybe its stack: boxed
+    /// whole, so that this rarer kind does not make every queued box larger.
+    Event(Box<(Event, Option<RawStack>)>),
 }
 
 /// The boxes the worker gave back, for the callers to take.
@@ -113,8 +120,10 @@ impl Pool {
         capture.scope = Scope::empty();
         capture.what = What::Empty;
         capture.text.clear();
-        capture.ends.clear();
-        capture.ips.clear();
+        if let Some(parts) = &mut capture.error {
+            parts.ends.clear();
+            parts.ips.clear();
+        }
         let _ = self.free.push(capture);
     }
 
@@ -138,18 +147,19 @@ impl Handoff {
     pub(crate) fn error<E: std::error::Error + ?Sized>(
         pool: &Pool,
         error: &E,
-        at: Anchor,
+        at: &'static Location<'static>,
         stack: bool,
         scope: Scope,
     ) -> Handoff {
         let mut capture = pool.take(scope, What::Empty);
         let Capture {
-            text, ends, ips, ..
+            text, error: parts, ..
         } = &mut *capture;
+        let parts = parts.get_or_insert_default();
         text.reserve(CHAIN_TEXT);
-        let chain = ErrorChain::write(error, text, ends);
+        let chain = ErrorChain::write(error, text, &mut parts.ends);
         if stack {
-            crate::stacktrace::walk_into(ips);
+            crate::stacktrace::walk_into(&mut parts.ips);
         }
         capture.what = What::Error { chain, at, stack };
         Handoff(capture)
@@ -163,13 +173,7 @@ impl Handoff {
         scope: Scope,
     ) -> Handoff {
         let (id, timestamp) = (event.event_id, event.timestamp);
-        let mut capture = pool.take(
-            scope,
-            What::Event {
-                event: Box::new(event),
-                stack,
-            },
-        );
+        let mut capture = pool.take(scope, What::Event(Box::new((event, stack))));
         capture.id = id;
         capture.timestamp = timestamp;
         Handoff(capture)
@@ -192,14 +196,16 @@ impl Handoff {
         let scope = std::mem::replace(&mut capture.scope, Scope::empty());
         let (mut event, stack) = match std::mem::take(&mut capture.what) {
             What::Empty => (Event::default(), None),
-            What::Event { event, stack } => (*event, stack),
+            What::Event(built) => *built,
             What::Message { level } => (Event::message(&capture.text, level), None),
             What::Error { chain, at, stack } => {
+                let at = Anchor::at(at);
+                let parts = capture.error.get_or_insert_default();
                 let mut event = Event::default();
-                chain.fill(&capture.text, &capture.ends, &mut event);
+                chain.fill(&capture.text, &parts.ends, &mut event);
                 at.place(&mut event);
                 // Copied, so that the box keeps its own for the next capture.
-                let stack = stack.then(|| RawStack::walked(capture.ips.clone(), at));
+                let stack = stack.then(|| RawStack::walked(parts.ips.clone(), at));
                 (event, stack)
             }
         };
@@ -236,17 +242,14 @@ mod tests {
         assert_eq!(job.scope.tag("request"), Some("r-1"));
 
         let error = "12a".parse::<u8>().expect_err("not a number");
-        let at = Anchor {
-            file: "src/billing.rs".into(),
-            line: 42,
-        };
+        let at = Location::caller();
         let job = Handoff::error(&pool, &error, at, false, Scope::empty()).unpack(&pool);
         let exception = job.event.exception.expect("an exception");
         assert_eq!(exception.ty, "ParseIntError");
         assert_eq!(exception.value, "invalid digit found in string");
         assert_eq!(
             (job.event.file.as_deref(), job.event.line),
-            (Some("src/billing.rs"), Some(42))
+            (Some(at.file()), Some(at.line()))
         );
         assert!(job.stack.is_none());
     }
@@ -262,7 +265,7 @@ mod tests {
         assert_eq!(std::sync::Arc::strong_count(&scope.clone().into_arc()), 2);
         let again = pool.take(Scope::empty(), What::Empty);
         assert_eq!(&*again as *const Capture, first, "the same box, reused");
-        assert!(again.text.is_empty() && again.ips.is_empty());
+        assert!(again.text.is_empty());
         assert!(again.text.capacity() >= "first".len(), "with its room kept");
     }
 
@@ -282,5 +285,14 @@ mod tests {
         assert_eq!(pool.free.len(), POOLED);
         pool.release();
         assert!(pool.free.is_empty());
+    }
+
+    /// What a burst's queue holds is this, times its depth (16,384 by default), plus each
+    /// message's text: a message capture must stay small, whatever the rarer kinds need.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_queued_capture_is_small() {
+        let size = std::mem::size_of::<Capture>();
+        assert!(size <= 104, "a capture is {size} bytes");
     }
 }

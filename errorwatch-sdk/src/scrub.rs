@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use regex::{Captures, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
@@ -123,8 +124,28 @@ enum Rewrite {
 }
 
 struct ValueRule {
-    regex: Regex,
+    pattern: String,
+    /// Compiled the first time the set finds this rule in a text. Most rules never match, and
+    /// each compiled one holds tens of KiB for the client's whole life (together, most of the
+    /// scrubber's memory). `None` can only follow a failure the set's own compilation would
+    /// have reported first: the text is then filtered whole.
+    regex: OnceLock<Option<Regex>>,
     rewrite: Rewrite,
+}
+
+impl ValueRule {
+    fn regex(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| compile(&self.pattern).ok())
+            .as_ref()
+    }
+}
+
+/// Bounds a rule's compiled size; the defaults and any sane user pattern fit.
+const SIZE_LIMIT: usize = 1 << 24;
+
+fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).size_limit(SIZE_LIMIT).build()
 }
 
 /// A compiled scrubber, built once per client.
@@ -202,17 +223,20 @@ impl Scrubber {
                 .map(|pattern| (pattern.clone(), Rewrite::Whole)),
         );
 
-        const SIZE_LIMIT: usize = 1 << 24;
-        let compile = |pattern: &str| RegexBuilder::new(pattern).size_limit(SIZE_LIMIT).build();
         let key = compile(&format!("(?i){words}"))?;
+        // The set compiles every pattern, so a bad one is reported here, before any is used;
+        // each rule's own regex (for the replacement) waits until it is needed.
         let any_value = RegexSetBuilder::new(rules.iter().map(|(pattern, _)| pattern))
             .size_limit(SIZE_LIMIT)
             .build()?;
-        // Every rule compiles or none is used: the set's match indices must line up with them.
         let rules = rules
             .into_iter()
-            .map(|(pattern, rewrite)| compile(&pattern).map(|regex| ValueRule { regex, rewrite }))
-            .collect::<Result<_, _>>()?;
+            .map(|(pattern, rewrite)| ValueRule {
+                pattern,
+                regex: OnceLock::new(),
+                rewrite,
+            })
+            .collect();
         Ok(Some(Scrubber {
             key,
             any_value,
@@ -234,9 +258,10 @@ impl Scrubber {
         let mut out = Cow::Borrowed(text);
         for index in matched.iter() {
             let rule = &self.rules[index];
-            let replaced = rule
-                .regex
-                .replace_all(&out, |caps: &Captures<'_>| rewrite(rule, caps));
+            let Some(regex) = rule.regex() else {
+                return Cow::Borrowed(FILTERED);
+            };
+            let replaced = regex.replace_all(&out, |caps: &Captures<'_>| rewrite(rule, caps));
             if let Cow::Owned(new) = replaced {
                 out = Cow::Owned(new);
             }
@@ -385,6 +410,19 @@ mod tests {
         Scrubber::new(&ScrubOptions::default(), None)
             .expect("default rules compile")
             .expect("scrubbing is on by default")
+    }
+
+    #[test]
+    fn a_rule_is_compiled_only_once_a_text_needs_it() {
+        let s = scrubber();
+        let compiled = |s: &Scrubber| s.rules.iter().filter(|r| r.regex.get().is_some()).count();
+        assert_eq!(
+            s.scrub_str("the database is unreachable"),
+            "the database is unreachable"
+        );
+        assert_eq!(compiled(&s), 0, "no rule matched, none compiled");
+        assert_eq!(s.scrub_str("key AKIAABCDEFGHIJKLMNOP"), "key [Filtered]");
+        assert_eq!(compiled(&s), 1, "the AWS key's rule alone");
     }
 
     #[test]

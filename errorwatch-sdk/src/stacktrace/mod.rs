@@ -99,10 +99,9 @@ pub(crate) struct Anchor {
 }
 
 impl Anchor {
-    /// The location of the caller of a `#[track_caller]` function.
-    #[track_caller]
-    pub(crate) fn caller() -> Anchor {
-        let location = std::panic::Location::caller();
+    /// A location compiled into the program, such as the caller of a `#[track_caller]`
+    /// function: borrowed (a panic's, which may not be static, is copied through `From`).
+    pub(crate) fn at(location: &'static std::panic::Location<'static>) -> Anchor {
         Anchor {
             file: std::borrow::Cow::Borrowed(location.file()),
             line: location.line(),
@@ -497,7 +496,7 @@ mod tests {
 
     #[inline(never)]
     fn failing_function_of_the_application() -> RawStack {
-        RawStack::capture(Anchor::caller())
+        RawStack::capture(Anchor::at(std::panic::Location::caller()))
     }
 
     #[test]
