@@ -186,7 +186,7 @@ where
         );
         let ew_request = integration::request(
             &method,
-            &url,
+            url,
             request.headers().iter().filter_map(|(name, value)| {
                 value.to_str().ok().map(|value| (name.as_str(), value))
             }),

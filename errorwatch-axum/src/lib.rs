@@ -148,7 +148,7 @@ pub struct ErrorWatchService<S> {
 
 /// What the middleware knows of a request once it is handed on.
 struct RequestInfo {
-    method: String,
+    method: http::Method,
     route: String,
     request: errorwatch_sdk::protocol::Request,
     client_ip: Option<String>,
@@ -174,10 +174,10 @@ fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| uri.path().to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let ew_request = integration::request(
-        &method,
-        &url,
+        method.as_str(),
+        url,
         headers
             .iter()
             .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value))),
@@ -247,7 +247,7 @@ where
             early_panic,
             info: Some(info),
             config: self.config.clone(),
-            method: String::new(),
+            method: http::Method::GET,
             route: String::new(),
         };
         ResponseFuture {
@@ -303,7 +303,7 @@ pin_project_lite::pin_project! {
         early_panic: Option<Box<dyn std::any::Any + Send>>,
         info: Option<RequestInfo>,
         config: Arc<Config>,
-        method: String,
+        method: http::Method,
         route: String,
     }
 }
@@ -341,7 +341,12 @@ where
         match inner.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(Ok(response))) => {
-                report_status(&response, this.method, this.route, &this.config.statuses);
+                report_status(
+                    &response,
+                    this.method.as_str(),
+                    this.route,
+                    &this.config.statuses,
+                );
                 Poll::Ready(Ok(response))
             }
             Poll::Ready(Ok(Err(error))) => Poll::Ready(Err(error)),

@@ -9,6 +9,9 @@
 use std::any::Any;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use crate::scrub::DEFAULT_KEYS;
 use errorwatch_protocol::{Event, EventId, Exception, Level, Request, SdkInfo};
@@ -58,8 +61,23 @@ pub const REMOVED_HEADERS: &[&str] = &[
 /// assert!(!is_removed_header("User-Agent"));
 /// ```
 pub fn is_removed_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    REMOVED_HEADERS.contains(&lower.as_str()) || DEFAULT_KEYS.iter().any(|key| lower.contains(key))
+    // One pass over the name however many words are listed, and no copy of it: every header
+    // of every request an integration sees comes through here.
+    static REMOVED: LazyLock<Option<Regex>> = LazyLock::new(|| {
+        let listed: Vec<String> = REMOVED_HEADERS.iter().map(|h| regex::escape(h)).collect();
+        let words: Vec<String> = DEFAULT_KEYS.iter().map(|w| regex::escape(w)).collect();
+        Regex::new(&format!(
+            "(?i)^(?:{})$|{}",
+            listed.join("|"),
+            words.join("|")
+        ))
+        .ok()
+    });
+    // The pattern is made of the constants above and always compiles; were it not to, every
+    // header would be left out rather than one sent that should not be.
+    REMOVED
+        .as_ref()
+        .is_none_or(|removed| removed.is_match(name))
 }
 
 /// The request as attached to a scope: method, absolute URL, query string and the headers
@@ -76,17 +94,18 @@ pub fn is_removed_header(name: &str) -> bool {
 /// assert!(!request.headers.contains_key("cookie"));
 /// ```
 pub fn request<'a>(
-    method: &str,
-    url: &str,
+    method: impl Into<String>,
+    url: impl Into<String>,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Request {
+    let url = url.into();
     let query_string = url
         .split_once('?')
         .map(|(_, query)| query.split('#').next().unwrap_or(query).to_owned())
         .filter(|query| !query.is_empty());
     Request {
-        url: Some(url.to_owned()),
-        method: Some(method.to_owned()),
+        url: Some(url),
+        method: Some(method.into()),
         headers: headers
             .into_iter()
             .filter(|(name, _)| !is_removed_header(name))
@@ -157,7 +176,13 @@ pub fn attach_request_body(bytes: &[u8]) {
 /// assert_eq!(url, "http://api.local:8080/v1/items?page=2");
 /// ```
 pub fn request_url(scheme: &str, host: Option<&str>, path_and_query: &str) -> String {
-    format!("{scheme}://{}{path_and_query}", host.unwrap_or("localhost"))
+    let host = host.unwrap_or("localhost");
+    // Sized at once: this runs for every request an integration sees.
+    let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path_and_query.len());
+    for part in [scheme, "://", host, path_and_query] {
+        url.push_str(part);
+    }
+    url
 }
 
 /// The client's address, for `user.ip_address` (only with `send_default_pii`): the first
@@ -357,4 +382,32 @@ pub fn panic_event(payload: &(dyn Any + Send)) -> Event {
 /// ```
 pub fn type_name_from_debug(value: &dyn fmt::Debug) -> String {
     crate::error_chain::type_name_from_debug(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_headers_match_whole_and_secret_words_anywhere_in_any_case() {
+        for removed in [
+            "Forwarded",
+            "X-REAL-IP",
+            "set-cookie",
+            "X-Csrf-Token",
+            "x-my-apikey-v2",
+        ] {
+            assert!(is_removed_header(removed), "{removed} is left out");
+        }
+        // `forwarded` and `x-real-ip` are listed whole, not as words.
+        for kept in [
+            "X-Forwarded-Host",
+            "x-real-ip-hint",
+            "accept",
+            "user-agent",
+            "",
+        ] {
+            assert!(!is_removed_header(kept), "{kept} is kept");
+        }
+    }
 }
