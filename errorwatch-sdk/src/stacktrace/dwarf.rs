@@ -190,20 +190,27 @@ impl Image {
             }
             self.map.release();
         }
+        // An address the debug info gave no function for: nothing at all, or only a line (with
+        // line tables only, a function that nothing was inlined into has no entry of its own,
+        // and whether something is inlined is the optimiser's choice). Its outermost frame is
+        // named from the symbol table.
         let unnamed: Vec<(usize, u64)> = addresses
             .iter()
             .enumerate()
-            .filter(|&(index, _)| symbols[index].is_empty())
+            .filter(|&(index, _)| symbols[index].last().is_none_or(|s| s.name.is_none()))
             .map(|(index, &address)| (index, address.wrapping_sub(self.bias) as u64))
             .collect();
         if !unnamed.is_empty() {
             for (index, name) in symbol_table_names(&object, &unnamed) {
-                symbols[index].push(Symbol {
-                    name: Some(name),
-                    filename: None,
-                    lineno: None,
-                    colno: None,
-                });
+                match symbols[index].last_mut() {
+                    Some(outermost) => outermost.name = Some(name),
+                    None => symbols[index].push(Symbol {
+                        name: Some(name),
+                        filename: None,
+                        lineno: None,
+                        colno: None,
+                    }),
+                }
             }
             self.map.release();
         }
