@@ -120,9 +120,14 @@ impl Pool {
         capture.scope = Scope::empty();
         capture.what = What::Empty;
         capture.text.clear();
-        if let Some(parts) = &mut capture.error {
-            parts.ends.clear();
-            parts.ips.clear();
+        match &mut capture.error {
+            Some(parts) => {
+                parts.ends.clear();
+                parts.ips.clear();
+            }
+            // Made here, on the worker, so that an error capture given a box that has only
+            // carried messages does not allocate on the caller's thread.
+            None => capture.error = Some(Box::default()),
         }
         let _ = self.free.push(capture);
     }
