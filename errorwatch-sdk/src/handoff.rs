@@ -113,7 +113,10 @@ impl Pool {
     /// Keeps `capture` for a later one, emptied, unless the pool is full or its text grew too
     /// large.
     fn give_back(&self, mut capture: Box<Capture>) {
-        if capture.text.capacity() > POOLED_TEXT {
+        // A box that will not be kept is freed as it is: neither emptied nor fitted out for
+        // an error (the pool fills only as a burst ends, when the worker returns boxes faster
+        // than callers take them, and may still fill between this check and the push).
+        if capture.text.capacity() > POOLED_TEXT || self.free.is_full() {
             return;
         }
         // The scope is let go of now: a pooled box must not keep a request's context alive.
