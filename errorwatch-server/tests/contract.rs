@@ -491,6 +491,57 @@ async fn project_switch_sampling_and_quota() {
 }
 
 #[tokio::test]
+async fn events_stored_without_a_quota_count_toward_one_set_later() {
+    let s = TestServer::start().await;
+    let project = format!("/api/v1/projects/{}", s.project);
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        v2(&format!("event {n}"))
+    };
+    // Without a quota the day's use is not read: the quota set later counts the day.
+    for _ in 0..3 {
+        assert_eq!(s.event(&next()).await.status, 202);
+    }
+    s.admin_patch(&project, &json!({ "dailyQuota": 5 })).await;
+    assert_eq!(s.event(&next()).await.status, 202);
+    // Once counted, the day is kept up to date with or without a quota.
+    s.admin_patch(&project, &json!({ "dailyQuota": null }))
+        .await;
+    assert_eq!(s.event(&next()).await.status, 202);
+    s.admin_patch(&project, &json!({ "dailyQuota": 6 })).await;
+    assert_eq!(s.event(&next()).await.status, 202);
+    let over = s.event(&next()).await;
+    assert_eq!((over.status, over.code()), (429, "QUOTA_EXCEEDED"));
+    assert_eq!(s.server.store().event_count().await.expect("count"), 6);
+}
+
+#[tokio::test]
+async fn text_is_stored_exactly_as_sent() {
+    // A batch reaches the store as JSON rows: every character must come back as it went.
+    let s = TestServer::start().await;
+    let odd = "quote \" backslash \\ slash / newline \n tab \t é 日本 🚀 \u{7f} \u{2028} \\u0041 [1,2] {}";
+    let body = json!({
+        "event_id": "id-\"odd\"-é",
+        "message": odd,
+        "exception": { "type": "Odd\\Error", "value": odd },
+        "release": "v1 ☃",
+        "env": "prod \"eu\"",
+        "sdk": { "name": "tests", "version": "1" },
+    });
+    assert_eq!(s.event(&body).await.status, 202);
+    let events = s.server.store().events(1).await.expect("events");
+    let stored = &events[0];
+    assert_eq!(stored.event_id.as_deref(), Some("id-\"odd\"-é"));
+    assert_eq!(stored.message.as_deref(), Some(odd));
+    assert_eq!(stored.error_type.as_deref(), Some("Odd\\Error"));
+    assert_eq!(stored.value.as_deref(), Some(odd));
+    assert_eq!(stored.release.as_deref(), Some("v1 ☃"));
+    assert_eq!(stored.env, "prod \"eu\"");
+    assert_eq!(stored.payload, body);
+}
+
+#[tokio::test]
 async fn a_repeat_within_ten_seconds_is_acknowledged_not_stored() {
     let s = TestServer::start().await;
     let event = v2("same");

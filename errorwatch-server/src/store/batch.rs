@@ -79,7 +79,8 @@ pub(super) trait BatchTx {
     /// day is seen, it is counted from the stored events.
     async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError>;
 
-    /// Adds `stored` to the day's use.
+    /// Adds `stored` to the day's use, if it was counted already: a day not yet read by
+    /// [`BatchTx::quota_used`] is counted from its stored events when it first is.
     async fn add_usage(&mut self, project_id: i64, day: i64, stored: i64)
         -> Result<(), StoreError>;
 
@@ -141,16 +142,20 @@ pub(super) async fn write<T: BatchTx>(
     }
     let mut refused_keys = Vec::new();
     for ((project_id, day), indices) in by_day {
-        let used = tx.quota_used(project_id, day).await?;
         let wanted = indices.len() as i64;
         // The latest settings the batch carries.
         let quota = indices
             .last()
             .and_then(|&i| events[i].daily_quota)
             .map(|quota| quota.max(0));
-        let admitted = match quota {
-            Some(quota) => (quota - used).clamp(0, wanted),
-            None => wanted,
+        // Without a quota the day's use is not read (a round trip saved): `add_usage` keeps
+        // a day already counted up to date, and a quota set later counts the rest.
+        let (admitted, used) = match quota {
+            Some(quota) => {
+                let used = tx.quota_used(project_id, day).await?;
+                ((quota - used).clamp(0, wanted), used)
+            }
+            None => (wanted, 0),
         };
         for &i in &indices[admitted as usize..] {
             outcomes[i] = Outcome::QuotaExceeded {

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
-    SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{Arguments, Row, SqlitePool};
 
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
@@ -84,7 +84,10 @@ impl SqliteStore {
             },
             None => bad(error.to_string()),
         };
+        // A connection is a thread of this process, not a socket that may have died: pinging
+        // it before each use (sqlx's default) would only add a round trip to every batch.
         let pool = pool
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(connect)
             .await
@@ -116,13 +119,18 @@ impl SqliteStore {
 
     /// Begins a write transaction on a connection of its own.
     async fn begin(&self) -> Result<WriteTx, StoreError> {
-        let mut tx = WriteTx {
+        let mut tx = self.writer().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
+    /// A connection for a write transaction not begun yet.
+    async fn writer(&self) -> Result<WriteTx, StoreError> {
+        Ok(WriteTx {
             conn: Some(self.pool.acquire().await?),
             committed: false,
             memory: self.memory,
-        };
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
-        Ok(tx)
+        })
     }
 
     pub(super) fn check_file(&self) -> Result<(), StoreError> {
@@ -319,7 +327,7 @@ impl SqliteStore {
         &self,
         events: &[NewEvent],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = BatchWrite::begin(self.writer().await?);
         let outcomes = batch::write(&mut tx, events).await?;
         tx.commit().await?;
         Ok(outcomes)
@@ -794,59 +802,125 @@ impl Drop for WriteTx {
     }
 }
 
-impl BatchTx for WriteTx {
-    async fn open_windows(&mut self, keys: &[(&str, i64)]) -> Result<HashSet<String>, StoreError> {
-        let mut opened = HashSet::with_capacity(keys.len());
-        for (key, at) in keys {
-            let row = sqlx::query(
-                "INSERT INTO dedupe_windows (key, started_at) VALUES (?1, ?2) \
-                 ON CONFLICT(key) DO UPDATE SET started_at = excluded.started_at \
-                 WHERE dedupe_windows.started_at <= excluded.started_at - ?3 RETURNING key",
-            )
-            .bind(key)
-            .bind(at)
-            .bind(WINDOW_MS)
-            .fetch_optional(&mut **self)
-            .await?;
-            if row.is_some() {
-                opened.insert((*key).to_owned());
-            }
+/// A batch's write transaction, in as few round trips as its reads allow.
+///
+/// Each query is a round trip to sqlx's SQLite thread, two thread wake-ups at least, and
+/// those, not SQLite, were most of a batch's time. So the statements that return nothing wait
+/// in `pending` and go with the next one that returns something, or with the `COMMIT`: with
+/// `BEGIN`, a batch is three queries (windows, quota, the rest), whatever its size. Rows go
+/// in as one JSON array per table, which `json_each` unrolls, so each statement's text is
+/// fixed and prepared once. Every parameter is a plain `?`: sqlx binds a multi-statement
+/// query's arguments in order, statement after statement.
+struct BatchWrite {
+    tx: WriteTx,
+    pending: String,
+    args: SqliteArguments<'static>,
+}
+
+impl BatchWrite {
+    fn begin(tx: WriteTx) -> BatchWrite {
+        BatchWrite {
+            tx,
+            pending: "BEGIN IMMEDIATE;".to_owned(),
+            args: SqliteArguments::default(),
         }
-        Ok(opened)
     }
 
-    async fn close_windows(&mut self, keys: &[&str]) -> Result<(), StoreError> {
-        for key in keys {
-            sqlx::query("DELETE FROM dedupe_windows WHERE key = ?")
-                .bind(key)
-                .execute(&mut **self)
-                .await?;
+    /// Queues `sql`, which returns no rows, with its arguments.
+    fn defer(&mut self, sql: &str, args: impl IntoIterator<Item = Arg>) -> Result<(), StoreError> {
+        self.pending.push_str(sql);
+        self.pending.push(';');
+        for arg in args {
+            arg.add_to(&mut self.args)?;
         }
         Ok(())
     }
 
-    async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError> {
-        let select = "SELECT used FROM quota_usage WHERE project_id = ? AND day = ?";
-        let used = sqlx::query(select)
-            .bind(project_id)
-            .bind(day)
-            .fetch_optional(&mut **self)
-            .await?;
-        if let Some(row) = used {
-            return Ok(row.try_get(0)?);
-        }
-        // A day first seen (or a database from before this table) counts what it stored.
-        let used: i64 = sqlx::query(
+    /// Runs what is queued, then `sql`, and returns `sql`'s rows.
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        args: impl IntoIterator<Item = Arg>,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        self.defer(sql, args)?;
+        let query = std::mem::take(&mut self.pending);
+        let args = std::mem::take(&mut self.args);
+        Ok(sqlx::query_with(&query, args)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
+    /// A day first seen (or a database from before the quota table) starts from what it
+    /// stored.
+    fn count_day_if_new(&mut self, project_id: i64, day: i64) -> Result<(), StoreError> {
+        self.defer(
             "INSERT INTO quota_usage (project_id, day, used) \
-             SELECT ?1, ?2, count(*) FROM events WHERE project_id = ?1 AND received_at >= ?2 * 86400000 \
-             RETURNING used",
+             SELECT ?, ?, (SELECT count(*) FROM events WHERE project_id = ? AND received_at >= ? * 86400000) \
+             WHERE NOT EXISTS (SELECT 1 FROM quota_usage WHERE project_id = ? AND day = ?)",
+            [project_id, day, project_id, day, project_id, day].map(Arg::Int),
         )
-        .bind(project_id)
-        .bind(day)
-        .fetch_one(&mut **self)
-        .await?
-        .try_get(0)?;
-        Ok(used)
+    }
+
+    /// Runs what is queued and commits; `Ok` only when SQLite says the transaction reached
+    /// the database.
+    async fn commit(mut self) -> Result<(), StoreError> {
+        self.fetch("COMMIT", []).await?;
+        self.tx.committed = true;
+        Ok(())
+    }
+}
+
+/// One argument of a queued statement.
+#[derive(Clone)]
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl Arg {
+    fn add_to(self, args: &mut SqliteArguments<'static>) -> Result<(), StoreError> {
+        match self {
+            Arg::Int(n) => args.add(n),
+            Arg::Text(text) => args.add(text),
+        }
+        .map_err(|e| StoreError::Sqlx(sqlx::Error::Encode(e)))
+    }
+}
+
+impl BatchTx for BatchWrite {
+    async fn open_windows(&mut self, keys: &[(&str, i64)]) -> Result<HashSet<String>, StoreError> {
+        // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert's, not a join's.
+        let rows = self
+            .fetch(
+                "INSERT INTO dedupe_windows (key, started_at) \
+                 SELECT value->>0, value->>1 FROM json_each(?) WHERE true \
+                 ON CONFLICT(key) DO UPDATE SET started_at = excluded.started_at \
+                 WHERE dedupe_windows.started_at <= excluded.started_at - ? RETURNING key",
+                [json_rows(keys)?, Arg::Int(WINDOW_MS)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    async fn close_windows(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        self.defer(
+            "DELETE FROM dedupe_windows WHERE key IN (SELECT value FROM json_each(?))",
+            [json_rows(keys)?],
+        )
+    }
+
+    async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError> {
+        self.count_day_if_new(project_id, day)?;
+        let rows = self
+            .fetch(
+                "SELECT used FROM quota_usage WHERE project_id = ? AND day = ?",
+                [project_id, day].map(Arg::Int),
+            )
+            .await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        Ok(row.try_get(0)?)
     }
 
     async fn add_usage(
@@ -855,139 +929,163 @@ impl BatchTx for WriteTx {
         day: i64,
         stored: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE quota_usage SET used = used + ? WHERE project_id = ? AND day = ?")
-            .bind(stored)
-            .bind(project_id)
-            .bind(day)
-            .execute(&mut **self)
-            .await?;
-        Ok(())
+        self.defer(
+            "UPDATE quota_usage SET used = used + ? WHERE project_id = ? AND day = ?",
+            [stored, project_id, day].map(Arg::Int),
+        )
     }
 
     async fn upsert_groups(&mut self, groups: &[GroupUpdate<'_>]) -> Result<(), StoreError> {
-        for group in groups {
-            let first = group.first;
-            sqlx::query(
-                // Title, level, file and line are the first event's; type and value are
-                // back-filled by the first event that has them.
-                "INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
-                 grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
-                 line, env) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, 0, ?, ?, ?, ?, ?) \
-                 ON CONFLICT(fingerprint) DO UPDATE SET \
-                   count = count + excluded.count, \
-                   error_type = coalesce(error_type, excluded.error_type), \
-                   error_value = coalesce(error_value, excluded.error_value), \
-                   env = excluded.env, \
-                   first_seen = min(first_seen, excluded.first_seen), \
-                   last_seen = max(last_seen, excluded.last_seen), \
-                   regressed_at = CASE WHEN status = 'resolved' THEN excluded.last_seen ELSE regressed_at END, \
-                   status = CASE WHEN status = 'ignored' THEN status ELSE 'unresolved' END",
-            )
-            .bind(&first.fingerprint)
-            .bind(first.project_id)
-            .bind(&first.title)
-            .bind(group.error_type)
-            .bind(group.error_value)
-            .bind(first.grouping_rule)
-            .bind(&first.level)
-            .bind(group.count)
-            .bind(group.first_seen)
-            .bind(group.last_seen)
-            .bind(&first.file)
-            .bind(first.line)
-            .bind(group.env)
-            .execute(&mut **self)
-            .await?;
-        }
-        Ok(())
+        let rows: Vec<_> = groups
+            .iter()
+            .map(|group| {
+                let first = group.first;
+                (
+                    (
+                        &first.fingerprint,
+                        first.project_id,
+                        &first.title,
+                        group.error_type,
+                        group.error_value,
+                        first.grouping_rule,
+                        &first.level,
+                    ),
+                    (
+                        group.count,
+                        group.first_seen,
+                        group.last_seen,
+                        &first.file,
+                        first.line,
+                        group.env,
+                    ),
+                )
+            })
+            .collect();
+        self.defer(
+            // Title, level, file and line are the first event's; type and value are
+            // back-filled by the first event that has them.
+            "INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
+             grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
+             line, env) \
+             SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', \
+               value->>'$[0][4]', value->>'$[0][5]', value->>'$[0][6]', 'unresolved', \
+               value->>'$[1][0]', 0, value->>'$[1][1]', value->>'$[1][2]', value->>'$[1][3]', \
+               value->>'$[1][4]', value->>'$[1][5]' \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT(fingerprint) DO UPDATE SET \
+               count = count + excluded.count, \
+               error_type = coalesce(error_type, excluded.error_type), \
+               error_value = coalesce(error_value, excluded.error_value), \
+               env = excluded.env, \
+               first_seen = min(first_seen, excluded.first_seen), \
+               last_seen = max(last_seen, excluded.last_seen), \
+               regressed_at = CASE WHEN status = 'resolved' THEN excluded.last_seen ELSE regressed_at END, \
+               status = CASE WHEN status = 'ignored' THEN status ELSE 'unresolved' END",
+            [json_rows(&rows)?],
+        )
     }
 
     async fn add_users(&mut self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
-        for (fingerprint, user_id) in pairs {
-            let added = sqlx::query(
-                "INSERT OR IGNORE INTO group_users (fingerprint, user_id) VALUES (?, ?)",
-            )
-            .bind(fingerprint)
-            .bind(user_id)
-            .execute(&mut **self)
-            .await?;
-            if added.rows_affected() == 1 {
-                sqlx::query(
-                    "UPDATE groups SET users_affected = users_affected + 1 WHERE fingerprint = ?",
-                )
-                .bind(fingerprint)
-                .execute(&mut **self)
-                .await?;
-            }
-        }
-        Ok(())
+        // The pairs are distinct: those not yet recorded are each a new user of their group.
+        let pairs = json_rows(pairs)?;
+        self.defer(
+            "UPDATE groups SET users_affected = users_affected + new.users \
+             FROM (SELECT pair.value->>0 AS fingerprint, count(*) AS users FROM json_each(?) AS pair \
+                   WHERE NOT EXISTS (SELECT 1 FROM group_users \
+                     WHERE fingerprint = pair.value->>0 AND user_id = pair.value->>1) \
+                   GROUP BY 1) AS new \
+             WHERE groups.fingerprint = new.fingerprint",
+            [pairs.clone()],
+        )?;
+        self.defer(
+            "INSERT OR IGNORE INTO group_users (fingerprint, user_id) \
+             SELECT value->>0, value->>1 FROM json_each(?)",
+            [pairs],
+        )
     }
 
     async fn add_hours(&mut self, hours: &[(&str, i64, i64)]) -> Result<(), StoreError> {
-        for (fingerprint, hour, count) in hours {
-            sqlx::query(
-                "INSERT INTO group_hours (fingerprint, hour, count) VALUES (?, ?, ?) \
-                 ON CONFLICT(fingerprint, hour) DO UPDATE SET count = count + excluded.count",
-            )
-            .bind(fingerprint)
-            .bind(hour)
-            .bind(count)
-            .execute(&mut **self)
-            .await?;
-        }
-        Ok(())
+        self.defer(
+            "INSERT INTO group_hours (fingerprint, hour, count) \
+             SELECT value->>0, value->>1, value->>2 FROM json_each(?) WHERE true \
+             ON CONFLICT(fingerprint, hour) DO UPDATE SET count = count + excluded.count",
+            [json_rows(hours)?],
+        )
     }
 
     async fn add_values(&mut self, values: &[ValueSeen<'_>]) -> Result<(), StoreError> {
-        for seen in values {
-            sqlx::query(
-                "INSERT INTO group_values (fingerprint, kind, value, count, last_seen) \
-                 VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT(fingerprint, kind, value) DO UPDATE SET \
-                   count = count + excluded.count, last_seen = max(last_seen, excluded.last_seen)",
-            )
-            .bind(seen.fingerprint)
-            .bind(seen.kind)
-            .bind(seen.value)
-            .bind(seen.count)
-            .bind(seen.last_seen)
-            .execute(&mut **self)
-            .await?;
-        }
-        Ok(())
+        let rows: Vec<_> = values
+            .iter()
+            .map(|seen| {
+                (
+                    seen.fingerprint,
+                    seen.kind,
+                    seen.value,
+                    seen.count,
+                    seen.last_seen,
+                )
+            })
+            .collect();
+        self.defer(
+            "INSERT INTO group_values (fingerprint, kind, value, count, last_seen) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4 \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT(fingerprint, kind, value) DO UPDATE SET \
+               count = count + excluded.count, last_seen = max(last_seen, excluded.last_seen)",
+            [json_rows(&rows)?],
+        )
     }
 
     async fn insert_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError> {
-        for event in events {
-            sqlx::query(
-                "INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
-                 release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&event.event_id)
-            .bind(event.project_id)
-            .bind(&event.fingerprint)
-            .bind(event.received_at)
-            .bind(event.created_at)
-            .bind(&event.level)
-            .bind(&event.env)
-            .bind(&event.release)
-            .bind(&event.message)
-            .bind(&event.error_type)
-            .bind(&event.error_value)
-            .bind(&event.stack)
-            .bind(&event.file)
-            .bind(event.line)
-            .bind(&event.user_id)
-            .bind(&event.url)
-            .bind(event.status_code)
-            .bind(&event.payload)
-            .execute(&mut **self)
-            .await?;
-        }
-        Ok(())
+        let rows: Vec<_> = events
+            .iter()
+            .map(|event| {
+                (
+                    (
+                        &event.event_id,
+                        event.project_id,
+                        &event.fingerprint,
+                        event.received_at,
+                        event.created_at,
+                        &event.level,
+                        &event.env,
+                        &event.release,
+                        &event.message,
+                    ),
+                    (
+                        &event.error_type,
+                        &event.error_value,
+                        &event.stack,
+                        &event.file,
+                        event.line,
+                        &event.user_id,
+                        &event.url,
+                        event.status_code,
+                        &event.payload,
+                    ),
+                )
+            })
+            .collect();
+        // `json_each` walks the array in order: ids follow the batch's order.
+        self.defer(
+            "INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
+             release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
+             SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', \
+               value->>'$[0][4]', value->>'$[0][5]', value->>'$[0][6]', value->>'$[0][7]', \
+               value->>'$[0][8]', value->>'$[1][0]', value->>'$[1][1]', value->>'$[1][2]', \
+               value->>'$[1][3]', value->>'$[1][4]', value->>'$[1][5]', value->>'$[1][6]', \
+               value->>'$[1][7]', value->>'$[1][8]' \
+             FROM json_each(?)",
+            [json_rows(&rows)?],
+        )
     }
+}
+
+/// A batch's rows as the JSON array a statement unrolls with `json_each`.
+fn json_rows(rows: &[impl serde::Serialize]) -> Result<Arg, StoreError> {
+    serde_json::to_string(rows)
+        .map(Arg::Text)
+        .map_err(|e| StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))
 }
 
 /// Which file the database was when opened: a file deleted or replaced underneath the server
