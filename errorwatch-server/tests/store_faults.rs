@@ -178,6 +178,30 @@ async fn a_deleted_database_is_noticed_and_nothing_is_acknowledged_into_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_opened_after_the_file_was_deleted_does_not_recreate_it() {
+    let dir = TempDir::new("deleted-then-read");
+    let path = dir.0.join("errorwatch.db");
+    let s = TestServer::with(on_file(&path, |_| {})).await;
+    assert_eq!(s.event(&v2("before")).await.status, 202);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    // Reads at once make the pool open connections beyond those it had when the file went.
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (http, url) = (s.http.clone(), s.url("/api/v1/groups"));
+        reads.spawn(async move { http.get(url).bearer_auth(ADMIN).send().await.is_ok() });
+    }
+    while let Some(read) = reads.join_next().await {
+        assert!(read.expect("a read"), "the server answered");
+    }
+    assert!(
+        !path.exists(),
+        "an empty database was created in the deleted one's place"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replaced_database_is_noticed() {
     let dir = TempDir::new("replaced");
     let path = dir.0.join("errorwatch.db");

@@ -55,8 +55,11 @@ impl SqliteStore {
         if let Some(path) = &path {
             preflight(path, options.create_if_missing)?;
         }
+        // Only this first connection may create the file: a connection the pool opens later,
+        // after someone deleted the file, must fail rather than start an empty database that
+        // the next restart would take for the real one.
         let mut connect = connect
-            .create_if_missing(options.create_if_missing)
+            .create_if_missing(false)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         if let Some(bytes) = options.max_bytes {
@@ -86,6 +89,19 @@ impl SqliteStore {
         };
         // A connection is a thread of this process, not a socket that may have died: pinging
         // it before each use (sqlx's default) would only add a round trip to every batch.
+        if let Some(path) = path.as_ref().filter(|_| options.create_if_missing) {
+            if !path.exists() {
+                use sqlx::Connection;
+                let first =
+                    SqliteConnection::connect_with(&connect.clone().create_if_missing(true))
+                        .await
+                        .map_err(|e| StoreError::Unusable {
+                            path: path.clone(),
+                            cause: diagnose(path, &e),
+                        })?;
+                let _ = first.close().await;
+            }
+        }
         let pool = pool
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
