@@ -140,6 +140,13 @@ async fn a_full_database_gets_503_never_a_lost_202_and_recovers_by_itself() {
         .contains(&"after-space".to_owned()));
 }
 
+/// Deletes the database file with its WAL and shared-memory files, under a running server.
+fn delete_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_database_is_noticed_and_nothing_is_acknowledged_into_it() {
     let dir = TempDir::new("deleted");
@@ -147,9 +154,7 @@ async fn a_deleted_database_is_noticed_and_nothing_is_acknowledged_into_it() {
     let s = TestServer::with(on_file(&path, |_| {})).await;
     assert_eq!(s.event(&v2("before")).await.status, 202);
 
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    delete_database(&path);
     // Noticed by itself, without an event to write.
     wait_ready(&s, 503, Duration::from_secs(10)).await;
     let ready = s.send(s.http.get(s.url("/health/ready"))).await;
@@ -183,9 +188,7 @@ async fn a_connection_opened_after_the_file_was_deleted_does_not_recreate_it() {
     let path = dir.0.join("errorwatch.db");
     let s = TestServer::with(on_file(&path, |_| {})).await;
     assert_eq!(s.event(&v2("before")).await.status, 202);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    delete_database(&path);
     // Reads at once make the pool open connections beyond those it had when the file went.
     let mut reads = tokio::task::JoinSet::new();
     for _ in 0..16 {

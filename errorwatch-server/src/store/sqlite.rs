@@ -87,21 +87,18 @@ impl SqliteStore {
             },
             None => bad(error.to_string()),
         };
+        if path
+            .as_ref()
+            .is_some_and(|path| options.create_if_missing && !path.exists())
+        {
+            use sqlx::Connection;
+            let first = SqliteConnection::connect_with(&connect.clone().create_if_missing(true))
+                .await
+                .map_err(|e| unusable(&e))?;
+            let _ = first.close().await;
+        }
         // A connection is a thread of this process, not a socket that may have died: pinging
         // it before each use (sqlx's default) would only add a round trip to every batch.
-        if let Some(path) = path.as_ref().filter(|_| options.create_if_missing) {
-            if !path.exists() {
-                use sqlx::Connection;
-                let first =
-                    SqliteConnection::connect_with(&connect.clone().create_if_missing(true))
-                        .await
-                        .map_err(|e| StoreError::Unusable {
-                            path: path.clone(),
-                            cause: diagnose(path, &e),
-                        })?;
-                let _ = first.close().await;
-            }
-        }
         let pool = pool
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
@@ -823,7 +820,8 @@ impl Drop for WriteTx {
 /// Each query is a round trip to sqlx's SQLite thread, two thread wake-ups at least, and
 /// those, not SQLite, were most of a batch's time. So the statements that return nothing wait
 /// in `pending` and go with the next one that returns something, or with the `COMMIT`: with
-/// `BEGIN`, a batch is three queries (windows, quota, the rest), whatever its size. Rows go
+/// `BEGIN`, a batch is two queries (windows, the rest), three when a quota is read, whatever
+/// its size. Rows go
 /// in as one JSON array per table, which `json_each` unrolls, so each statement's text is
 /// fixed and prepared once. Every parameter is a plain `?`: sqlx binds a multi-statement
 /// query's arguments in order, statement after statement.
@@ -864,17 +862,6 @@ impl BatchWrite {
         Ok(sqlx::query_with(&query, args)
             .fetch_all(&mut *self.tx)
             .await?)
-    }
-
-    /// A day first seen (or a database from before the quota table) starts from what it
-    /// stored.
-    fn count_day_if_new(&mut self, project_id: i64, day: i64) -> Result<(), StoreError> {
-        self.defer(
-            "INSERT INTO quota_usage (project_id, day, used) \
-             SELECT ?, ?, (SELECT count(*) FROM events WHERE project_id = ? AND received_at >= ? * 86400000) \
-             WHERE NOT EXISTS (SELECT 1 FROM quota_usage WHERE project_id = ? AND day = ?)",
-            [project_id, day, project_id, day, project_id, day].map(Arg::Int),
-        )
     }
 
     /// Runs what is queued and commits; `Ok` only when SQLite says the transaction reached
@@ -928,7 +915,14 @@ impl BatchTx for BatchWrite {
     }
 
     async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError> {
-        self.count_day_if_new(project_id, day)?;
+        // A day first seen (or a database from before the quota table) starts from what it
+        // stored.
+        self.defer(
+            "INSERT INTO quota_usage (project_id, day, used) \
+             SELECT ?, ?, (SELECT count(*) FROM events WHERE project_id = ? AND received_at >= ? * 86400000) \
+             WHERE NOT EXISTS (SELECT 1 FROM quota_usage WHERE project_id = ? AND day = ?)",
+            [project_id, day, project_id, day, project_id, day].map(Arg::Int),
+        )?;
         let rows = self
             .fetch(
                 "SELECT used FROM quota_usage WHERE project_id = ? AND day = ?",
