@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::draft::Draft;
 use crate::error_chain::ErrorChain;
 use crate::handoff::{Handoff, Pool};
 use crate::options::{Options, OptionsError};
@@ -238,6 +239,20 @@ impl Client {
             });
             Handoff::event(pool, event, stack, scope.clone())
         })
+    }
+
+    /// Captures the event `write` describes, at `place` (a file and line) when known, with
+    /// `scope`: the event is built on the SDK's worker, not here. The stack trace (when
+    /// attached) starts at the frame of that place.
+    pub(crate) fn capture_draft(
+        &self,
+        level: Level,
+        place: Option<(&'static str, u32)>,
+        scope: &Scope,
+        write: impl FnOnce(&mut Draft<'_>),
+    ) -> Option<EventId> {
+        let stack = self.inner.attach_stacktrace;
+        self.capture(|pool| Handoff::draft(pool, level, place, stack, scope.clone(), write))
     }
 
     /// Captures a message at `level`, with the current scope.

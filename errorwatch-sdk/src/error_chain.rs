@@ -50,8 +50,8 @@ impl Ends {
 }
 
 impl ErrorChain {
-    /// Writes the texts of `error` and its sources into `text`, and where they end to
-    /// `ends`, both emptied first: no allocation when both have room.
+    /// Writes the texts of `error` and its sources at the end of `text`, and where they end
+    /// to `ends`, emptied first: no allocation when both have room.
     pub(crate) fn write<E: Error + ?Sized>(
         error: &E,
         text: &mut String,
@@ -59,7 +59,6 @@ impl ErrorChain {
     ) -> ErrorChain {
         let static_type = static_type_name::<E>();
         let chain = ErrorChain { static_type };
-        text.clear();
         ends.clear();
         if static_type.is_none() {
             write_debug_name(text, error);
@@ -82,13 +81,14 @@ impl ErrorChain {
         let (mut text, mut ends) = (String::new(), Ends::default());
         let chain = ErrorChain::write(error, &mut text, &mut ends);
         let mut event = Event::default();
-        chain.fill(&text, &ends, &mut event);
+        chain.fill(&text, 0, &ends, &mut event);
         event
     }
 
-    /// Sets `event`'s exception and sources from this chain, written in `text` up to `ends`.
-    pub(crate) fn fill(&self, text: &str, ends: &Ends, event: &mut Event) {
-        let mut start = 0;
+    /// Sets `event`'s exception and sources from this chain, written in `text` from `start`
+    /// up to `ends`.
+    pub(crate) fn fill(&self, text: &str, start: u32, ends: &Ends, event: &mut Event) {
+        let mut start = start as usize;
         let mut sources = Vec::with_capacity(ends.as_slice().len().saturating_sub(1));
         for (i, &(type_end, end)) in ends.as_slice().iter().enumerate() {
             let (type_end, end) = (type_end as usize, end as usize);

@@ -10,11 +10,14 @@
 //! error capture allocates nothing on the caller's thread and frees nothing of its on the
 //! worker. The queue carries only the box's pointer.
 
+use std::borrow::Cow;
 use std::panic::Location;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
 use errorwatch_protocol::{Event, EventId, Level, Timestamp};
 
+use crate::draft::{self, Draft, Part};
 use crate::error_chain::{Ends, ErrorChain};
 use crate::pipeline::Job;
 use crate::scope::Scope;
@@ -28,6 +31,9 @@ const POOLED: usize = 256;
 /// message does not pin its memory in the pool.
 const POOLED_TEXT: usize = 4 * 1024;
 
+/// A draft's list of parts kept in a pooled box up to this many.
+const POOLED_PARTS: usize = 64;
+
 /// Room made at once for an error chain's texts, which arrive in several writes.
 const CHAIN_TEXT: usize = 128;
 
@@ -37,35 +43,57 @@ pub(crate) struct Handoff(Box<Capture>);
 /// What a capture wrote, and what it wrote it into.
 pub(crate) struct Capture {
     id: EventId,
-    timestamp: Timestamp,
+    /// When a message or error capture was made (an event carries its own time).
+    taken: Taken,
     scope: Scope,
     what: What,
-    /// A message, or an error chain's texts.
+    /// A message, an error chain's texts, or a draft's.
     text: String,
-    /// What an error capture writes besides its texts; boxed apart, so that a message
-    /// capture (most of a burst's queue) does not carry it. Kept with the box once made.
+    /// What an error or draft capture writes besides its texts; boxed apart, so that a
+    /// message capture (most of a burst's queue) does not carry it. Kept with the box once
+    /// made.
     error: Option<Box<ErrorParts>>,
 }
 
-/// What an error capture writes besides its texts.
+/// What an error or draft capture writes besides its texts.
 #[derive(Default)]
 struct ErrorParts {
     /// Where the chain's texts end in the capture's text.
     ends: Ends,
     /// A walked stack's instruction pointers, innermost first.
     ips: Vec<usize>,
+    /// What a draft said.
+    draft: Vec<Part>,
 }
 
 impl Capture {
     fn new() -> Box<Capture> {
         Box::new(Capture {
             id: EventId::new_random(),
-            timestamp: Timestamp(std::time::UNIX_EPOCH),
+            taken: Taken(0),
             scope: Scope::empty(),
             what: What::Empty,
             text: String::new(),
             error: None,
         })
+    }
+}
+
+/// When a capture was made, in nanoseconds since the Unix epoch: half a `SystemTime`'s size,
+/// and what a queued capture weighs is paid once per place in the queue.
+#[derive(Clone, Copy)]
+struct Taken(u64);
+
+impl Taken {
+    fn now() -> Taken {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Taken(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn timestamp(self) -> Timestamp {
+        Timestamp(UNIX_EPOCH + Duration::from_nanos(self.0))
     }
 }
 
@@ -81,6 +109,13 @@ enum What {
     Error {
         chain: ErrorChain,
         at: &'static Location<'static>,
+        stack: bool,
+    },
+    /// An integration's draft (in the box's parts and text), at a place when known, with the
+    /// stack in `ips` when `stack` is set.
+    Draft {
+        level: Level,
+        place: Option<(&'static str, u32)>,
         stack: bool,
     },
     /// An event the caller built (an integration's, a panic's), with maybe its stack: boxed
@@ -104,7 +139,7 @@ impl Pool {
     fn take(&self, scope: Scope, what: What) -> Box<Capture> {
         let mut capture = self.free.pop().unwrap_or_else(Capture::new);
         capture.id = EventId::new_random();
-        capture.timestamp = Timestamp::now();
+        capture.taken = Taken::now();
         capture.scope = scope;
         capture.what = what;
         capture
@@ -127,6 +162,10 @@ impl Pool {
             Some(parts) => {
                 parts.ends.clear();
                 parts.ips.clear();
+                if parts.draft.capacity() > POOLED_PARTS {
+                    parts.draft = Vec::new();
+                }
+                parts.draft.clear();
             }
             // Made here, on the worker, so that an error capture given a box that has only
             // carried messages does not allocate on the caller's thread.
@@ -173,6 +212,34 @@ impl Handoff {
         Handoff(capture)
     }
 
+    /// An integration's draft, written by `write`, at `place` when known (then with the stack
+    /// walked from here when `stack` is set).
+    pub(crate) fn draft(
+        pool: &Pool,
+        level: Level,
+        place: Option<(&'static str, u32)>,
+        stack: bool,
+        scope: Scope,
+        write: impl FnOnce(&mut Draft<'_>),
+    ) -> Handoff {
+        let mut capture = pool.take(scope, What::Empty);
+        let Capture {
+            text, error: parts, ..
+        } = &mut *capture;
+        let parts = parts.get_or_insert_default();
+        write(&mut Draft::new(text, &mut parts.draft, &mut parts.ends));
+        let stack = stack && place.is_some();
+        if stack {
+            crate::stacktrace::walk_into(&mut parts.ips);
+        }
+        capture.what = What::Draft {
+            level,
+            place,
+            stack,
+        };
+        Handoff(capture)
+    }
+
     /// An event the caller built, with its stack if walked.
     pub(crate) fn event(
         pool: &Pool,
@@ -180,10 +247,9 @@ impl Handoff {
         stack: Option<RawStack>,
         scope: Scope,
     ) -> Handoff {
-        let (id, timestamp) = (event.event_id, event.timestamp);
+        let id = event.event_id;
         let mut capture = pool.take(scope, What::Event(Box::new((event, stack))));
         capture.id = id;
-        capture.timestamp = timestamp;
         Handoff(capture)
     }
 
@@ -204,21 +270,50 @@ impl Handoff {
         let scope = std::mem::replace(&mut capture.scope, Scope::empty());
         let (mut event, stack) = match std::mem::take(&mut capture.what) {
             What::Empty => (Event::default(), None),
-            What::Event(built) => *built,
+            What::Event(built) => {
+                pool.give_back(capture);
+                let (event, stack) = *built;
+                return Job {
+                    event,
+                    scope,
+                    stack,
+                };
+            }
             What::Message { level } => (Event::message(&capture.text, level), None),
             What::Error { chain, at, stack } => {
                 let at = Anchor::at(at);
                 let parts = capture.error.get_or_insert_default();
                 let mut event = Event::default();
-                chain.fill(&capture.text, &parts.ends, &mut event);
+                chain.fill(&capture.text, 0, &parts.ends, &mut event);
                 at.place(&mut event);
                 // Copied, so that the box keeps its own for the next capture.
                 let stack = stack.then(|| RawStack::walked(parts.ips.clone(), at));
                 (event, stack)
             }
+            What::Draft {
+                level,
+                place,
+                stack,
+            } => {
+                let parts = capture.error.get_or_insert_default();
+                let mut event = draft::build(&parts.draft, &capture.text, &parts.ends, place);
+                event.level = level;
+                let at = place.map(|(file, line)| Anchor {
+                    file: Cow::Borrowed(file),
+                    line,
+                });
+                if let Some(at) = &at {
+                    at.place(&mut event);
+                }
+                // Copied, so that the box keeps its own for the next capture.
+                let stack = at
+                    .filter(|_| stack)
+                    .map(|at| RawStack::walked(parts.ips.clone(), at));
+                (event, stack)
+            }
         };
         event.event_id = capture.id;
-        event.timestamp = capture.timestamp;
+        event.timestamp = capture.taken.timestamp();
         pool.give_back(capture);
         Job {
             event,
@@ -270,7 +365,7 @@ mod tests {
         let first = &*handoff.0 as *const Capture;
         drop(handoff.unpack(&pool));
         // The capture's snapshot of the scope is gone with it: only `scope` holds its data.
-        assert_eq!(std::sync::Arc::strong_count(&scope.clone().into_arc()), 2);
+        assert_eq!(scope.sharers(), 1);
         let again = pool.take(Scope::empty(), What::Empty);
         assert_eq!(&*again as *const Capture, first, "the same box, reused");
         assert!(again.text.is_empty());

@@ -17,17 +17,20 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 
 use crate::client::{Client, ClientInner};
-use crate::scope::{Scope, ScopeData};
+use crate::scope::Scope;
+use errorwatch_protocol::Breadcrumb;
 
 static CLIENT: ArcSwapOption<ClientInner> = ArcSwapOption::const_empty();
-static ROOT_SCOPE: LazyLock<ArcSwap<ScopeData>> = LazyLock::new(ArcSwap::default);
-/// Serialises writers of the root scope; readers never take it.
+/// The root scope. Held only to copy or replace it (two pointers), never while user code runs,
+/// so a capture that reads it does not wait behind a writer.
+static ROOT_SCOPE: LazyLock<Mutex<Scope>> = LazyLock::new(Mutex::default);
+/// Serialises writers of the root scope while their closures run; readers never take it.
 static ROOT_WRITE: Mutex<()> = Mutex::new(());
 /// Whether a global client was installed: from then on, only its thread writes the root
 /// scope through [`configure_scope`].
@@ -91,7 +94,15 @@ pub(crate) fn current_scope() -> Scope {
         })
         .ok()
         .flatten();
-    bound.unwrap_or_else(|| Scope::from_arc(ROOT_SCOPE.load_full()))
+    bound.unwrap_or_else(root_scope)
+}
+
+/// A snapshot of the root scope.
+fn root_scope() -> Scope {
+    ROOT_SCOPE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 fn current_binding() -> Binding {
@@ -100,7 +111,7 @@ fn current_binding() -> Binding {
         .ok()
         .flatten();
     bound.unwrap_or_else(|| Binding {
-        scope: Scope::from_arc(ROOT_SCOPE.load_full()),
+        scope: root_scope(),
         client: None,
     })
 }
@@ -148,8 +159,34 @@ pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
         None if may_write_root() => configure_global_scope(f),
         // Run on a copy that is then dropped: `f` still runs (its result is the caller's),
         // and no other request sees what it did.
-        None => f(&mut Scope::from_arc(ROOT_SCOPE.load_full())),
+        None => f(&mut root_scope()),
     }
+}
+
+/// Adds a breadcrumb where [`configure_scope`] would change the scope, in place: the change
+/// every log line makes, so it neither copies the scope nor swaps the root.
+pub(crate) fn add_breadcrumb(crumb: Breadcrumb) {
+    let mut crumb = Some(crumb);
+    let obsolete = ACTIVE
+        .try_with(|active| {
+            let mut active = active.try_borrow_mut().ok()?;
+            let binding = active.as_mut()?;
+            crumb
+                .take()
+                .map(|crumb| binding.scope.push_breadcrumb(crumb))
+        })
+        .ok()
+        .flatten();
+    drop(obsolete);
+    let Some(crumb) = crumb.filter(|_| may_write_root()) else {
+        return;
+    };
+    let _writer = ROOT_WRITE.lock().unwrap_or_else(PoisonError::into_inner);
+    // What the push made obsolete is dropped after the lock is released.
+    let _obsolete = ROOT_SCOPE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_breadcrumb(crumb);
 }
 
 /// Changes the process-wide root scope, which every event sees (forked into every request's
@@ -162,12 +199,14 @@ pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
 /// });
 /// ```
 pub fn configure_global_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
-    let _writer = ROOT_WRITE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut scope = Scope::from_arc(ROOT_SCOPE.load_full());
+    let _writer = ROOT_WRITE.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut scope = root_scope();
     let result = f(&mut scope);
-    ROOT_SCOPE.store(scope.into_arc());
+    // The replaced scope is dropped after the lock is released.
+    let _replaced = std::mem::replace(
+        &mut *ROOT_SCOPE.lock().unwrap_or_else(PoisonError::into_inner),
+        scope,
+    );
     result
 }
 

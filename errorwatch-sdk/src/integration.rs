@@ -16,6 +16,7 @@ use regex::Regex;
 use crate::scrub::DEFAULT_KEYS;
 use errorwatch_protocol::{Event, EventId, Exception, Level, Request, SdkInfo};
 
+pub use crate::draft::{Draft, DraftField};
 pub use crate::hub::is_suppressed;
 #[cfg(feature = "panic")]
 pub use crate::panic::install_hook;
@@ -37,6 +38,54 @@ pub const SDK_VERSION: &str = SdkInfo::RUST_VERSION;
 pub fn capture_event_at(event: Event, file: &str, line: u32) -> Option<EventId> {
     let client = crate::Client::current()?;
     client.capture_event_at(event, &crate::hub::current_scope(), file, line)
+}
+
+/// Captures the event `write` describes, at `place` (the user's file and line) when known,
+/// with the current scope. Unlike [`capture_event_at`], nothing of the event is built on the
+/// caller's thread: `write` puts texts into a buffer the SDK reuses and names as `&'static
+/// str`, and the worker builds the event. What a log macro reports through on hot paths.
+///
+/// ```
+/// use errorwatch_sdk::integration::{capture_draft, DraftField};
+/// use errorwatch_sdk::Level;
+///
+/// let order = 42;
+/// capture_draft(Level::Error, Some((file!(), line!())), |draft| {
+///     draft.message(format_args!("payment {order} failed"));
+///     draft.put_i64(DraftField::Extra("order"), order);
+/// });
+/// ```
+pub fn capture_draft(
+    level: Level,
+    place: Option<(&'static str, u32)>,
+    write: impl FnOnce(&mut Draft<'_>),
+) -> Option<EventId> {
+    let client = crate::Client::current()?;
+    client.capture_draft(level, place, &crate::hub::current_scope(), write)
+}
+
+/// The event `write` describes, built here, by the rules [`capture_draft`] follows: for an
+/// integration that shows the event to user code before capturing it.
+///
+/// ```
+/// use errorwatch_sdk::integration::{draft_event, DraftField};
+/// use errorwatch_sdk::Level;
+///
+/// let event = draft_event(Level::Warning, None, |draft| {
+///     draft.put_static(DraftField::Tag("logger"), "shop::cart");
+/// });
+/// assert_eq!(event.tag("logger"), Some("shop::cart"));
+/// ```
+pub fn draft_event(
+    level: Level,
+    place: Option<(&'static str, u32)>,
+    write: impl FnOnce(&mut Draft<'_>),
+) -> Event {
+    let (mut text, mut parts, mut ends) = Default::default();
+    write(&mut Draft::new(&mut text, &mut parts, &mut ends));
+    let mut event = crate::draft::build(&parts, &text, &ends, place);
+    event.level = level;
+    event
 }
 
 /// Headers never attached to a request, whatever their value.

@@ -41,6 +41,7 @@ struct ReadmeDoctests;
 
 mod client;
 mod diagnostics;
+mod draft;
 mod error_chain;
 mod handoff;
 mod hub;
@@ -150,7 +151,7 @@ pub fn add_breadcrumb(breadcrumb: Breadcrumb) {
     if hub::is_suppressed() {
         return;
     }
-    configure_scope(|scope| scope.add_breadcrumb(breadcrumb));
+    hub::add_breadcrumb(breadcrumb);
 }
 
 /// Waits until the current client has delivered (or given up on) every event captured before

@@ -1,8 +1,9 @@
 //! The scope: the context (tags, extra, user, breadcrumbs, ...) that events pick up.
 //!
-//! A scope is copy-on-write: taking a snapshot for an event is one reference-count increment,
+//! A scope is copy-on-write: taking a snapshot for an event is two reference-count increments,
 //! and changing a scope that a queued event still shares copies only what changes.
-//! Breadcrumbs live in a persistent list, so adding one never copies the others.
+//! Breadcrumbs live apart from the rest, in a persistent list: adding one (what a log line
+//! does) neither copies the others nor touches the tags, user and request beside them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -29,10 +30,12 @@ use errorwatch_protocol::{Breadcrumb, Event, Level, Map, Request, User, Value};
 #[derive(Clone, Default)]
 pub struct Scope {
     data: Arc<ScopeData>,
+    breadcrumbs: Breadcrumbs,
 }
 
+/// Everything but the breadcrumbs: changed seldom, shared until then.
 #[derive(Clone, Default)]
-pub(crate) struct ScopeData {
+struct ScopeData {
     level: Option<Level>,
     tags: Arc<BTreeMap<String, String>>,
     extra: Arc<Map>,
@@ -40,7 +43,6 @@ pub(crate) struct ScopeData {
     user: Option<Arc<User>>,
     fingerprint: Option<Arc<str>>,
     request: Option<Arc<Request>>,
-    breadcrumbs: Breadcrumbs,
 }
 
 impl std::fmt::Debug for Scope {
@@ -49,7 +51,7 @@ impl std::fmt::Debug for Scope {
             .field("level", &self.data.level)
             .field("tags", &self.data.tags)
             .field("user", &self.data.user)
-            .field("breadcrumbs", &self.data.breadcrumbs.len)
+            .field("breadcrumbs", &self.breadcrumbs.len())
             .finish_non_exhaustive()
     }
 }
@@ -61,15 +63,14 @@ impl Scope {
     pub(crate) fn empty() -> Scope {
         Scope {
             data: Arc::clone(&EMPTY),
+            breadcrumbs: Breadcrumbs::default(),
         }
     }
 
-    pub(crate) fn from_arc(data: Arc<ScopeData>) -> Scope {
-        Scope { data }
-    }
-
-    pub(crate) fn into_arc(self) -> Arc<ScopeData> {
-        self.data
+    /// How many scopes share this one's data: tests check that snapshots are let go.
+    #[cfg(test)]
+    pub(crate) fn sharers(&self) -> usize {
+        Arc::strong_count(&self.data)
     }
 
     fn data_mut(&mut self) -> &mut ScopeData {
@@ -130,15 +131,20 @@ impl Scope {
     }
     /// Adds a breadcrumb; the newest 100 are kept.
     pub fn add_breadcrumb(&mut self, breadcrumb: Breadcrumb) {
-        self.data_mut().breadcrumbs.push(breadcrumb);
+        drop(self.breadcrumbs.push(breadcrumb));
+    }
+    /// Adds a breadcrumb and returns the breadcrumbs it made obsolete, for the caller to drop
+    /// where it suits: not under the root scope's lock.
+    pub(crate) fn push_breadcrumb(&mut self, breadcrumb: Breadcrumb) -> Breadcrumbs {
+        self.breadcrumbs.push(breadcrumb)
     }
     /// Removes every breadcrumb.
     pub fn clear_breadcrumbs(&mut self) {
-        self.data_mut().breadcrumbs = Breadcrumbs::default();
+        self.breadcrumbs = Breadcrumbs::default();
     }
     /// The newest `max` breadcrumbs, oldest first.
     pub fn breadcrumbs(&self, max: usize) -> Vec<Breadcrumb> {
-        self.data.breadcrumbs.newest(max)
+        self.breadcrumbs.newest(max)
     }
     /// Resets the scope to empty.
     pub fn clear(&mut self) {
@@ -186,81 +192,102 @@ impl Scope {
                 .and_then(|request| request.url.clone());
         }
         let room = max_breadcrumbs.saturating_sub(event.breadcrumbs.len());
-        if room > 0 && data.breadcrumbs.len > 0 {
-            let mut crumbs = data.breadcrumbs.newest(room);
+        if room > 0 && self.breadcrumbs.len() > 0 {
+            let mut crumbs = self.breadcrumbs.newest(room);
             crumbs.append(&mut event.breadcrumbs);
             event.breadcrumbs = crumbs;
         }
     }
 }
 
-/// A persistent list of breadcrumbs, newest at the head.
+/// A persistent list of breadcrumbs, newest first.
 ///
-/// Pushing is O(1) and never copies earlier breadcrumbs, even when snapshots share the list.
-/// Once it holds twice the limit it is rebuilt with the newest entries, which keeps memory
-/// bounded and the cost amortised to one copy per push.
+/// Pushing links one node and never copies earlier breadcrumbs, even when snapshots share the
+/// list. Every [`limits::BREADCRUMBS`] pushes, the newest of them are gathered into one
+/// array that the next node sits on, and whatever lay under them is let go: memory stays
+/// bounded (at most twice the limit) and the cost is one pointer copy per push. A chain of
+/// nodes is never longer than the limit, so dropping one recurses no deeper than that.
 #[derive(Clone, Default)]
-struct Breadcrumbs {
+pub(crate) struct Breadcrumbs {
     head: Option<Arc<Node>>,
-    len: usize,
 }
 
 struct Node {
-    /// Shared, so that rebuilding the list copies pointers, not breadcrumbs.
+    /// Shared, so that gathering copies pointers, not breadcrumbs.
     crumb: Arc<Breadcrumb>,
-    next: Option<Arc<Node>>,
+    below: Below,
+    /// Nodes from this one down to the gathered array, this one included.
+    depth: usize,
+    /// Breadcrumbs from this one down, gathered ones included.
+    len: usize,
+}
+
+enum Below {
+    Nothing,
+    Node(Arc<Node>),
+    /// Gathered breadcrumbs, newest first.
+    Gathered(Arc<[Arc<Breadcrumb>]>),
 }
 
 impl Breadcrumbs {
-    fn push(&mut self, crumb: Breadcrumb) {
-        self.link(Arc::new(crumb));
-        if self.len > 2 * limits::BREADCRUMBS {
-            let mut newest = Vec::with_capacity(limits::BREADCRUMBS);
-            self.for_newest(limits::BREADCRUMBS, |crumb| newest.push(crumb.clone()));
-            *self = Breadcrumbs::default();
-            for crumb in newest.into_iter().rev() {
-                self.link(crumb);
+    /// Links `crumb` and returns what it made obsolete (nothing, but on every
+    /// [`limits::BREADCRUMBS`]th push the list it gathered from).
+    fn push(&mut self, crumb: Breadcrumb) -> Breadcrumbs {
+        let crumb = Arc::new(crumb);
+        let mut obsolete = Breadcrumbs::default();
+        let (below, depth, len) = match self.head.take() {
+            None => (Below::Nothing, 0, 0),
+            Some(head) if head.depth >= limits::BREADCRUMBS => {
+                obsolete.head = Some(head);
+                let mut gathered = Vec::with_capacity(limits::BREADCRUMBS);
+                obsolete.for_newest(limits::BREADCRUMBS, |crumb| {
+                    gathered.push(Arc::clone(crumb))
+                });
+                let len = gathered.len();
+                (Below::Gathered(gathered.into()), 0, len)
             }
-        }
-    }
-
-    fn link(&mut self, crumb: Arc<Breadcrumb>) {
+            Some(head) => {
+                let (depth, len) = (head.depth, head.len);
+                (Below::Node(head), depth, len)
+            }
+        };
         self.head = Some(Arc::new(Node {
             crumb,
-            next: self.head.take(),
+            below,
+            depth: depth + 1,
+            len: len + 1,
         }));
-        self.len += 1;
+        obsolete
+    }
+
+    fn len(&self) -> usize {
+        self.head.as_ref().map_or(0, |head| head.len)
     }
 
     /// Calls `f` with each of the newest `max` breadcrumbs, newest first.
     fn for_newest(&self, max: usize, mut f: impl FnMut(&Arc<Breadcrumb>)) {
+        let mut left = max;
         let mut node = self.head.as_deref();
-        for _ in 0..max {
-            let Some(current) = node else { break };
+        while let Some(current) = node.filter(|_| left > 0) {
             f(&current.crumb);
-            node = current.next.as_deref();
+            left -= 1;
+            node = match &current.below {
+                Below::Node(next) => Some(next),
+                Below::Nothing => None,
+                Below::Gathered(gathered) => {
+                    gathered.iter().take(left).for_each(&mut f);
+                    None
+                }
+            };
         }
     }
 
     /// The newest `max` breadcrumbs, oldest first.
     fn newest(&self, max: usize) -> Vec<Breadcrumb> {
-        let mut out = Vec::with_capacity(max.min(self.len));
+        let mut out = Vec::with_capacity(max.min(self.len()));
         self.for_newest(max, |crumb| out.push(Breadcrumb::clone(crumb)));
         out.reverse();
         out
-    }
-}
-
-impl Drop for Breadcrumbs {
-    // Unlinks iteratively: the default recursive drop of a long list could exhaust the stack.
-    fn drop(&mut self) {
-        let mut next = self.head.take();
-        while let Some(node) = next {
-            match Arc::try_unwrap(node) {
-                Ok(mut node) => next = node.next.take(),
-                Err(_) => break,
-            }
-        }
     }
 }
 
@@ -291,7 +318,37 @@ mod tests {
         assert_eq!(newest.len(), limits::BREADCRUMBS);
         assert_eq!(newest[0].message.as_deref(), Some("900"));
         assert_eq!(newest[99].message.as_deref(), Some("999"));
-        assert!(scope.data.breadcrumbs.len <= 2 * limits::BREADCRUMBS);
+        assert!(scope.breadcrumbs.len() <= 2 * limits::BREADCRUMBS);
+    }
+
+    #[test]
+    fn every_snapshot_keeps_its_own_newest_breadcrumbs_in_order() {
+        let messages = |crumbs: Vec<Breadcrumb>| -> Vec<String> {
+            crumbs
+                .into_iter()
+                .filter_map(|crumb| crumb.message)
+                .collect()
+        };
+        let mut scope = Scope::default();
+        let mut snapshots = Vec::new();
+        for i in 0..(3 * limits::BREADCRUMBS + 7) {
+            scope.add_breadcrumb(Breadcrumb::new("n", i.to_string()));
+            // Around each gathering, and in between.
+            if i % 37 == 0 || i % limits::BREADCRUMBS <= 1 {
+                snapshots.push((i, scope.clone()));
+            }
+        }
+        for (last, snapshot) in snapshots {
+            for max in [1, 10, limits::BREADCRUMBS] {
+                let first = (last + 1).saturating_sub(max);
+                let expected: Vec<String> = (first..=last).map(|i| i.to_string()).collect();
+                assert_eq!(
+                    messages(snapshot.breadcrumbs(max)),
+                    expected,
+                    "{last}, {max}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,80 +1,59 @@
-//! Reading `tracing` fields into an event's message, extra, tags and exception.
+//! Reading `tracing` fields: an event's into a breadcrumb or an event's draft, a span's into
+//! its extensions.
 
 use std::error::Error;
 use std::fmt;
 
+use errorwatch_sdk::integration::{Draft, DraftField};
 use errorwatch_sdk::{Map, Value};
 use tracing_core::field::{Field, Visit};
 
-/// The `error` field of an event.
-pub(crate) struct ErrorField {
-    pub(crate) ty: String,
-    pub(crate) value: String,
-    pub(crate) sources: Option<Value>,
-}
-
-/// Collects an event's fields.
-pub(crate) struct FieldVisitor {
+/// Reads an event's fields into a breadcrumb: its message, and every other field as data
+/// (tags by their name without the prefix; the `error` field as its text).
+pub(crate) struct CrumbVisitor {
     tag_prefix: &'static str,
     pub(crate) message: Option<String>,
-    pub(crate) extra: Map,
-    pub(crate) tags: std::collections::BTreeMap<String, String>,
-    pub(crate) error: Option<ErrorField>,
+    pub(crate) data: Map,
 }
 
-impl FieldVisitor {
-    pub(crate) fn new(tag_prefix: &'static str) -> FieldVisitor {
-        FieldVisitor {
+impl CrumbVisitor {
+    pub(crate) fn new(tag_prefix: &'static str) -> CrumbVisitor {
+        CrumbVisitor {
             tag_prefix,
             message: None,
-            extra: Map::new(),
-            tags: Default::default(),
-            error: None,
+            data: Map::new(),
         }
     }
 
     fn put(&mut self, field: &Field, value: Value) {
-        let name = field.name();
-        if let Some(tag) = name
-            .strip_prefix(self.tag_prefix)
-            .filter(|_| !self.tag_prefix.is_empty())
-        {
-            let text = match value {
-                Value::String(text) => text,
-                other => other.to_string(),
-            };
-            self.tags.insert(tag.to_owned(), text);
-        } else {
-            self.extra.insert(name.to_owned(), value);
-        }
+        let key = match field_for(field.name(), self.tag_prefix) {
+            DraftField::Tag(tag) => tag,
+            _ => field.name(),
+        };
+        // Tags are texts, here as in events.
+        let value = match value {
+            Value::String(_) => value,
+            other if key != field.name() => Value::String(other.to_string()),
+            other => other,
+        };
+        self.data.insert(key.to_owned(), value);
     }
 }
 
-impl Visit for FieldVisitor {
+impl Visit for CrumbVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => self.message = Some(value.to_owned()),
-            // `#[instrument(err)]` and `error = %e` record errors as text.
-            "error" if self.error.is_none() => {
-                self.error = Some(ErrorField {
-                    ty: "Error".into(),
-                    value: value.to_owned(),
-                    sources: None,
-                })
-            }
             _ => self.put(field, Value::from(value)),
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // `message` arrives as `fmt::Arguments`, whose Debug is the formatted text: written
-        // where it goes, without a copy.
-        if field.name() == "message" {
-            self.message = Some(format!("{value:?}"));
-            return;
-        }
         let text = format!("{value:?}");
-        self.record_str(field, &text);
+        match field.name() {
+            "message" => self.message = Some(text),
+            _ => self.put(field, Value::String(text)),
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -94,62 +73,144 @@ impl Visit for FieldVisitor {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
-        if field.name() != "error" || self.error.is_some() {
-            self.put(field, Value::from(value.to_string()));
-            return;
-        }
-        let mut event = errorwatch_sdk::event_from_error(value);
-        let exception = event.exception.take().unwrap_or_default();
-        self.error = Some(ErrorField {
-            ty: exception.ty,
-            value: exception.value,
-            sources: event.extra.remove("error.sources"),
-        });
+        self.put(field, Value::from(value.to_string()));
     }
 }
 
-/// The fields of a span, kept in its extensions.
+/// Writes an event's fields into a draft: its message, its exception, its other fields as
+/// tags (named with the prefix) or extra.
+pub(crate) struct DraftVisitor<'d, 'a> {
+    pub(crate) draft: &'d mut Draft<'a>,
+    pub(crate) tag_prefix: &'static str,
+    has_error: bool,
+}
+
+impl<'d, 'a> DraftVisitor<'d, 'a> {
+    pub(crate) fn new(draft: &'d mut Draft<'a>, tag_prefix: &'static str) -> Self {
+        DraftVisitor {
+            draft,
+            tag_prefix,
+            has_error: false,
+        }
+    }
+
+    fn to(&self, field: &Field) -> DraftField {
+        field_for(field.name(), self.tag_prefix)
+    }
+}
+
+/// Where a field named `name` goes: a tag when it carries the prefix, else extra.
+pub(crate) fn field_for(name: &'static str, tag_prefix: &'static str) -> DraftField {
+    match name
+        .strip_prefix(tag_prefix)
+        .filter(|_| !tag_prefix.is_empty())
+    {
+        Some(tag) => DraftField::Tag(tag),
+        None => DraftField::Extra(name),
+    }
+}
+
+impl Visit for DraftVisitor<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.draft.message(value),
+            // `#[instrument(err)]` and `error = %e` record errors as text.
+            "error" if !self.has_error => {
+                self.has_error = true;
+                self.draft.error_text(value);
+            }
+            _ => self.draft.put_text(self.to(field), value),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.draft.message(format_args!("{value:?}")),
+            "error" if !self.has_error => {
+                self.has_error = true;
+                self.draft.error_text(format_args!("{value:?}"));
+            }
+            _ => self
+                .draft
+                .put_text(self.to(field), format_args!("{value:?}")),
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.draft.put_i64(self.to(field), value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.draft.put_u64(self.to(field), value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.draft.put_f64(self.to(field), value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.draft.put_bool(self.to(field), value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        if field.name() == "error" && !self.has_error {
+            self.has_error = true;
+            self.draft.error(value);
+        } else {
+            self.draft.put_text(self.to(field), value);
+        }
+    }
+}
+
+/// The fields of a span, kept in its extensions, in the order recorded (a field recorded again
+/// keeps its place).
 #[derive(Default)]
-pub(crate) struct SpanFields(Map);
+pub(crate) struct SpanFields(Vec<(&'static str, Value)>);
 
 impl SpanFields {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.0.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        self.0.iter().map(|(name, value)| (*name, value))
+    }
+
+    fn set(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        match self.0.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.0.push((name, value)),
+        }
     }
 }
 
 impl Visit for SpanFields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.set(field, Value::from(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.set(field, Value::from(format!("{value:?}")));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.set(field, Value::from(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.set(field, Value::from(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.set(field, Value::from(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.set(field, Value::from(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(value.to_string()));
+        self.set(field, Value::from(value.to_string()));
     }
 }

@@ -46,14 +46,16 @@ mod fields;
 use std::fmt;
 use std::sync::Arc;
 
-use errorwatch_sdk::protocol::Frame;
-use errorwatch_sdk::{Breadcrumb, Event, Exception, Level, Map, Value};
+use errorwatch_sdk::integration::{
+    capture_draft, capture_event_at, draft_event, Draft, DraftField,
+};
+use errorwatch_sdk::{Breadcrumb, Event, Level, Map, Value};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use fields::{FieldVisitor, SpanFields};
+use fields::{CrumbVisitor, DraftVisitor, SpanFields};
 
 /// What the layer makes of one `tracing` event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +159,9 @@ impl ErrorWatchLayer {
     }
 
     /// Edits (or drops, with `None`) each event the layer produces.
+    ///
+    /// Without a mapper, an event is only described on the thread that logs and built on the
+    /// SDK's worker; with one, it is built where it is logged, so that the mapper sees it.
     pub fn map_event(
         mut self,
         mapper: impl Fn(Event, &Metadata<'_>) -> Option<Event> + Send + Sync + 'static,
@@ -244,40 +249,27 @@ where
         if decision == EventFilter::Ignore {
             return;
         }
-        let mut visitor = FieldVisitor::new(self.tag_prefix);
-        event.record(&mut visitor);
         match decision {
             EventFilter::Ignore => {}
-            EventFilter::Breadcrumb => self.breadcrumb(visitor, metadata),
-            EventFilter::Event => self.event(visitor, metadata, event, &ctx, false),
-            EventFilter::EventAndBreadcrumb => self.event(visitor, metadata, event, &ctx, true),
+            EventFilter::Breadcrumb => self.breadcrumb(event, metadata),
+            EventFilter::Event => self.event(metadata, event, &ctx, false),
+            EventFilter::EventAndBreadcrumb => self.event(metadata, event, &ctx, true),
         }
     }
 }
 
 impl ErrorWatchLayer {
-    fn breadcrumb(&self, visitor: FieldVisitor, metadata: &Metadata<'_>) {
-        let mut data = visitor.extra;
-        for (key, value) in visitor.tags {
-            data.insert(key, Value::String(value));
-        }
-        if let Some(error) = visitor.error {
-            data.insert("error".into(), Value::String(error.value));
-        }
+    fn breadcrumb(&self, event: &tracing_core::Event<'_>, metadata: &Metadata<'_>) {
+        let mut visitor = CrumbVisitor::new(self.tag_prefix);
+        event.record(&mut visitor);
         let crumb = Breadcrumb {
             timestamp: errorwatch_sdk::protocol::Timestamp::now(),
             category: metadata.target().to_owned(),
-            ty: Some(
-                if *metadata.level() == tracing_core::Level::ERROR {
-                    "error"
-                } else {
-                    "default"
-                }
-                .into(),
-            ),
+            // No type is the default type, and one allocation fewer per log line.
+            ty: (*metadata.level() == tracing_core::Level::ERROR).then(|| "error".into()),
             level: Some(level_of(metadata)),
             message: visitor.message,
-            data,
+            data: visitor.data,
         };
         self.add_breadcrumb(crumb, metadata);
     }
@@ -294,150 +286,118 @@ impl ErrorWatchLayer {
         errorwatch_sdk::add_breadcrumb(crumb);
     }
 
+    /// Reports an event. Without a mapper it is only described here and built on the SDK's
+    /// worker, so logging an error does not build (and later free) an event on this thread.
     fn event<S>(
         &self,
-        visitor: FieldVisitor,
-        metadata: &Metadata<'_>,
+        metadata: &'static Metadata<'static>,
         tracing_event: &tracing_core::Event<'_>,
         ctx: &Context<'_, S>,
         also_breadcrumb: bool,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let FieldVisitor {
-            message,
-            extra,
-            tags,
-            error,
-            ..
-        } = visitor;
-        let mut event = match &error {
-            Some(error) => Event {
-                exception: Some(Exception::new(error.ty.clone(), error.value.clone())),
-                message: message.clone(),
-                ..Event::default()
-            },
-            None => Event {
-                message: message.clone(),
-                ..Event::default()
-            },
-        };
-        event.level = level_of(metadata);
-        if let Some(sources) = error.and_then(|error| error.sources) {
-            event.extra.insert("error.sources".into(), sources);
+        let level = level_of(metadata);
+        // The stack starts at the `error!` itself, so the issue names the user's function.
+        let place = metadata.file().zip(metadata.line());
+        let describe = |draft: &mut Draft<'_>| self.describe(draft, metadata, tracing_event, ctx);
+        match &self.map_event {
+            None => {
+                capture_draft(level, place, describe);
+            }
+            Some(mapper) => {
+                let Some(event) = mapper(draft_event(level, place, describe), metadata) else {
+                    return;
+                };
+                match place {
+                    Some((file, line)) => capture_event_at(event, file, line),
+                    None => errorwatch_sdk::capture_event(event),
+                };
+            }
         }
-        event.extra.extend(extra);
-        event.tags.extend(tags);
-        event
-            .tags
-            .insert("logger".into(), metadata.target().to_owned());
-        let mut place = serde_json::Map::new();
-        place.insert("target".into(), Value::from(metadata.target()));
+        if also_breadcrumb {
+            let mut visitor = CrumbVisitor::new(self.tag_prefix);
+            tracing_event.record(&mut visitor);
+            let mut crumb = Breadcrumb::new(metadata.target(), visitor.message.unwrap_or_default());
+            crumb.level = Some(level);
+            crumb.ty = Some("error".into());
+            self.add_breadcrumb(crumb, metadata);
+        }
+    }
+
+    /// What an event carries: the logger, the event's own fields (which win over the spans'),
+    /// its place, and the active spans.
+    fn describe<S>(
+        &self,
+        draft: &mut Draft<'_>,
+        metadata: &'static Metadata<'static>,
+        tracing_event: &tracing_core::Event<'_>,
+        ctx: &Context<'_, S>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let target = metadata.target();
+        draft.put_static(DraftField::Tag("logger"), target);
+        tracing_event.record(&mut DraftVisitor::new(draft, self.tag_prefix));
+        draft.put_static(DraftField::Context("tracing", "target"), target);
         if let Some(module) = metadata.module_path() {
-            place.insert("module".into(), Value::from(module));
+            draft.put_static(DraftField::Context("tracing", "module"), module);
         }
         if let Some(file) = metadata.file() {
-            place.insert("file".into(), Value::from(file));
+            draft.put_static(DraftField::Context("tracing", "file"), file);
         }
         if let Some(line) = metadata.line() {
-            place.insert("line".into(), Value::from(line));
+            draft.put_u64(DraftField::Context("tracing", "line"), line.into());
         }
-        event
-            .contexts
-            .insert("tracing".into(), Value::Object(place));
-        if let Some(file) = metadata.file() {
-            // The event's own place is the culprit: one frame, without walking the stack.
-            event.file = Some(file.to_owned());
-            event.line = metadata.line();
-            event.frames = vec![Frame {
-                filename: file.to_owned(),
-                function: Some(
-                    metadata
-                        .module_path()
-                        .unwrap_or(metadata.target())
-                        .to_owned(),
-                ),
-                lineno: metadata.line(),
-                colno: None,
-                in_app: Some(true),
-            }];
-        }
+        // The event's own place is the culprit when there is no stack trace.
+        draft.frame(metadata.module_path().unwrap_or(target));
         if self.attach_spans {
-            attach_spans(&mut event, tracing_event, ctx, self.tag_prefix);
-        }
-        let event = match &self.map_event {
-            Some(mapper) => match mapper(event, metadata) {
-                Some(event) => event,
-                None => return,
-            },
-            None => event,
-        };
-        let crumb = also_breadcrumb.then(|| {
-            let mut crumb = Breadcrumb::new(metadata.target(), message.unwrap_or_default());
-            crumb.level = Some(level_of(metadata));
-            crumb.ty = Some("error".into());
-            crumb
-        });
-        match (metadata.file(), metadata.line()) {
-            // The stack starts at the `error!` itself, so the issue names the user's function.
-            (Some(file), Some(line)) => {
-                errorwatch_sdk::integration::capture_event_at(event, file, line)
-            }
-            _ => errorwatch_sdk::capture_event(event),
-        };
-        if let Some(crumb) = crumb {
-            self.add_breadcrumb(crumb, metadata);
+            describe_spans(draft, tracing_event, ctx, self.tag_prefix);
         }
     }
 }
 
 /// The active spans, outermost first: names in `contexts.spans`, fields into extra and tags
-/// (fields named with `tag_prefix`; the event's own fields win).
-fn attach_spans<S>(
-    event: &mut Event,
+/// too (fields named with `tag_prefix`; the event's own fields win).
+fn describe_spans<S>(
+    draft: &mut Draft<'_>,
     tracing_event: &tracing_core::Event<'_>,
     ctx: &Context<'_, S>,
-    tag_prefix: &str,
+    tag_prefix: &'static str,
 ) where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let Some(scope) = ctx.event_scope(tracing_event) else {
         return;
     };
-    let mut spans = Vec::new();
     for span in scope.from_root() {
-        let mut entry = serde_json::Map::new();
-        entry.insert("name".into(), Value::from(span.name()));
-        entry.insert("target".into(), Value::from(span.metadata().target()));
-        if let Some(fields) = span.extensions().get::<SpanFields>() {
-            let mut values = serde_json::Map::new();
-            for (key, value) in fields.iter() {
-                values.insert(key.clone(), value.clone());
-                match key
-                    .strip_prefix(tag_prefix)
-                    .filter(|_| !tag_prefix.is_empty())
-                {
-                    Some(tag) => {
-                        let text = match value {
-                            Value::String(text) => text.clone(),
-                            other => other.to_string(),
-                        };
-                        event.tags.entry(tag.to_owned()).or_insert(text);
-                    }
-                    None => {
-                        event
-                            .extra
-                            .entry(key.clone())
-                            .or_insert_with(|| value.clone());
-                    }
-                }
-            }
-            entry.insert("fields".into(), Value::Object(values));
+        let metadata = span.metadata();
+        draft.span(metadata.name(), metadata.target());
+        let extensions = span.extensions();
+        let Some(fields) = extensions.get::<SpanFields>() else {
+            continue;
+        };
+        for (name, value) in fields.iter() {
+            put_value(draft, DraftField::SpanField(name), value);
+            put_value(draft, fields::field_for(name, tag_prefix), value);
         }
-        spans.push(Value::Object(entry));
     }
-    if !spans.is_empty() {
-        event.contexts.insert("spans".into(), Value::Array(spans));
+}
+
+fn put_value(draft: &mut Draft<'_>, to: DraftField, value: &Value) {
+    match value {
+        Value::String(text) => draft.put_text(to, text),
+        Value::Bool(value) => draft.put_bool(to, *value),
+        Value::Number(number) => {
+            if let Some(value) = number.as_u64() {
+                draft.put_u64(to, value);
+            } else if let Some(value) = number.as_i64() {
+                draft.put_i64(to, value);
+            } else {
+                draft.put_f64(to, number.as_f64().unwrap_or(f64::NAN));
+            }
+        }
+        other => draft.put_text(to, other),
     }
 }
 
