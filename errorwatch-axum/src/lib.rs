@@ -146,44 +146,32 @@ pub struct ErrorWatchService<S> {
     config: Arc<Config>,
 }
 
-/// What the middleware knows of a request once it is handed on.
+/// What the middleware keeps of a request once it is handed on: cheap copies (the URI and
+/// header values are shared buffers), from which the request attached to events is built
+/// only if one is reported.
 struct RequestInfo {
     method: http::Method,
     route: String,
-    request: errorwatch_sdk::protocol::Request,
+    uri: http::Uri,
+    headers: http::HeaderMap,
     client_ip: Option<String>,
 }
 
 fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
     let headers = request.headers();
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     // Inside a nested router the URI has lost its prefix; axum keeps the original.
     let uri = request
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or(request.uri(), |original| &original.0);
-    let url = match (uri.scheme_str(), uri.authority()) {
-        (Some(_), Some(_)) => uri.to_string(),
-        _ => integration::request_url(
-            header("x-forwarded-proto").unwrap_or("http"),
-            header("host").or(uri.authority().map(|a| a.as_str())),
-            uri.path_and_query().map_or("/", |p| p.as_str()),
-        ),
-    };
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| uri.path().to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let ew_request = integration::request(
-        method.as_str(),
-        url,
-        headers
-            .iter()
-            .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value))),
-    );
+        .map_or_else(|| uri.path(), |path| path.as_str())
+        .to_owned();
     let client_ip = send_pii
         .then(|| {
+            let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
             let peer = request
                 .extensions()
                 .get::<axum::extract::ConnectInfo<SocketAddr>>()
@@ -192,11 +180,36 @@ fn request_info<B>(request: &Request<B>, send_pii: bool) -> RequestInfo {
         })
         .flatten();
     RequestInfo {
-        method,
+        method: request.method().clone(),
         route,
-        request: ew_request,
+        uri: uri.clone(),
+        headers: headers.clone(),
         client_ip,
     }
+}
+
+/// The request as attached to events: method, absolute URL, the headers that may leave.
+fn protocol_request(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> errorwatch_sdk::protocol::Request {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let url = match (uri.scheme_str(), uri.authority()) {
+        (Some(_), Some(_)) => uri.to_string(),
+        _ => integration::request_url(
+            header("x-forwarded-proto").unwrap_or("http"),
+            header("host").or(uri.authority().map(|a| a.as_str())),
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+        ),
+    };
+    integration::request(
+        method.as_str(),
+        url,
+        headers
+            .iter()
+            .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value))),
+    )
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for ErrorWatchService<S>
@@ -224,7 +237,13 @@ where
         }
         request.extensions_mut().insert(Watched);
         let send_pii = self.config.sends_pii();
-        let info = request_info(&request, send_pii);
+        let RequestInfo {
+            method,
+            route,
+            uri,
+            headers,
+            client_ip,
+        } = request_info(&request, send_pii);
         let request = if send_pii && body_is_captured(&request) {
             request.map(tee_if_axum_body)
         } else {
@@ -245,15 +264,22 @@ where
         let guarded = Guarded {
             inner,
             early_panic,
-            info: Some(info),
             config: self.config.clone(),
-            method: http::Method::GET,
-            route: String::new(),
+            method: method.clone(),
+            route: route.clone(),
         };
+        // The request's own scope, filled now; its request is built only if it reports.
+        let scoped = self.config.scoped_with(guarded, |scope| {
+            scope.set_request_with(move || protocol_request(&method, &uri, &headers));
+            scope.set_tag("transaction", route);
+            if let Some(ip) = client_ip {
+                let mut user = scope.user().cloned().unwrap_or_default();
+                user.ip_address = Some(ip);
+                scope.set_user(Some(user));
+            }
+        });
         ResponseFuture {
-            kind: Kind::Watched {
-                inner: self.config.scoped(guarded),
-            },
+            kind: Kind::Watched { inner: scoped },
         }
     }
 }
@@ -296,12 +322,11 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Runs inside the request's scope: fills it, catches panics, reports what must be.
+    /// Runs inside the request's scope: catches panics, reports what must be.
     pub struct Guarded<F> {
         #[pin]
         inner: Option<CatchPanic<F>>,
         early_panic: Option<Box<dyn std::any::Any + Send>>,
-        info: Option<RequestInfo>,
         config: Arc<Config>,
         method: http::Method,
         route: String,
@@ -317,21 +342,6 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some(info) = this.info.take() {
-            // First poll: the request's own scope is installed now.
-            *this.method = info.method;
-            *this.route = info.route;
-            let (request, client_ip, route) = (info.request, info.client_ip, this.route.clone());
-            errorwatch_sdk::configure_scope(|scope| {
-                scope.set_request(Some(request));
-                scope.set_tag("transaction", route);
-                if let Some(ip) = client_ip {
-                    let mut user = scope.user().cloned().unwrap_or_default();
-                    user.ip_address = Some(ip);
-                    scope.set_user(Some(user));
-                }
-            });
-        }
         if let Some(payload) = this.early_panic.take() {
             return Poll::Ready(Ok(answer_panic(payload.as_ref())));
         }

@@ -190,7 +190,7 @@ impl Client {
         crate::hub::run_bound(self.binding(), f)
     }
 
-    fn binding(&self) -> crate::hub::Binding {
+    pub(crate) fn binding(&self) -> crate::hub::Binding {
         crate::hub::Binding {
             scope: crate::hub::current_scope(),
             client: Some(self.clone()),

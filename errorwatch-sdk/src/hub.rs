@@ -105,7 +105,7 @@ fn root_scope() -> Scope {
         .clone()
 }
 
-fn current_binding() -> Binding {
+pub(crate) fn current_binding() -> Binding {
     let bound = ACTIVE
         .try_with(|active| active.try_borrow().ok().and_then(|active| active.clone()))
         .ok()

@@ -347,11 +347,29 @@ impl MiddlewareOptions {
     /// Runs `future` in a scope of its own, forked from the current one now, bound to the
     /// configured client if there is one.
     pub fn scoped<F: std::future::Future>(&self, future: F) -> crate::Scoped<F> {
-        use crate::ScopeFutureExt;
-        match &self.client {
-            Some(client) => client.bind(future),
-            None => future.with_new_scope(),
-        }
+        self.scoped_with(future, |_| {})
+    }
+
+    /// Runs `future` in a scope of its own, as [`scoped`](Self::scoped) does, filled by
+    /// `configure` now: what a request brings (its URL, its route) is set once, before the
+    /// future runs, instead of on its first poll.
+    ///
+    /// ```
+    /// let options = errorwatch_sdk::integration::MiddlewareOptions::default();
+    /// let future = options.scoped_with(async { 42 }, |scope| scope.set_tag("transaction", "/users/{id}"));
+    /// # let _ = future;
+    /// ```
+    pub fn scoped_with<F: std::future::Future>(
+        &self,
+        future: F,
+        configure: impl FnOnce(&mut crate::Scope),
+    ) -> crate::Scoped<F> {
+        let mut binding = match &self.client {
+            Some(client) => client.binding(),
+            None => crate::hub::current_binding(),
+        };
+        configure(&mut binding.scope);
+        crate::hub::bind_future(future, binding)
     }
 }
 

@@ -42,8 +42,13 @@ struct ScopeData {
     contexts: Arc<Map>,
     user: Option<Arc<User>>,
     fingerprint: Option<Arc<str>>,
-    request: Option<Arc<Request>>,
+    request: Option<Arc<LazyRequest>>,
 }
+
+/// A request built the first time it is read: an integration hands over what it needs to build
+/// one (its method, URL and headers), and the work is done only for a request that reports
+/// something, and then on the SDK's worker.
+type LazyRequest = LazyLock<Request, Box<dyn FnOnce() -> Request + Send>>;
 
 impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,11 +128,33 @@ impl Scope {
     }
     /// Sets or clears the HTTP request (the integrations do this for you).
     pub fn set_request(&mut self, request: Option<Request>) {
-        self.data_mut().request = request.map(Arc::new);
+        self.data_mut().request = request.map(|request| {
+            let built: Box<dyn FnOnce() -> Request + Send> = Box::new(move || request);
+            Arc::new(LazyLock::new(built))
+        });
+    }
+    /// Sets the HTTP request as `build` makes it, called only when the request is first read
+    /// (by an event, which reads it on the SDK's worker): for integrations, so that a request
+    /// that reports nothing costs no more than what `build` holds.
+    ///
+    /// ```
+    /// use errorwatch_sdk::{protocol::Request, Scope};
+    ///
+    /// let mut scope = Scope::default();
+    /// let path = String::from("/cart");
+    /// scope.set_request_with(move || Request {
+    ///     url: Some(format!("https://shop.example.com{path}")),
+    ///     ..Request::default()
+    /// });
+    /// assert_eq!(scope.request().and_then(|r| r.url.as_deref()), Some("https://shop.example.com/cart"));
+    /// ```
+    pub fn set_request_with(&mut self, build: impl FnOnce() -> Request + Send + 'static) {
+        let build: Box<dyn FnOnce() -> Request + Send> = Box::new(build);
+        self.data_mut().request = Some(Arc::new(LazyLock::new(build)));
     }
     /// The HTTP request.
     pub fn request(&self) -> Option<&Request> {
-        self.data.request.as_deref()
+        self.data.request.as_deref().map(|request| &**request)
     }
     /// Adds a breadcrumb; the newest 100 are kept.
     pub fn add_breadcrumb(&mut self, breadcrumb: Breadcrumb) {
@@ -183,7 +210,7 @@ impl Scope {
             event.fingerprint = data.fingerprint.as_deref().map(str::to_owned);
         }
         if event.request.is_none() {
-            event.request = data.request.as_deref().cloned();
+            event.request = self.request().cloned();
         }
         if event.url.is_none() {
             event.url = event
@@ -349,6 +376,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_request_set_with_a_builder_is_built_once_and_only_when_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static BUILT: AtomicUsize = AtomicUsize::new(0);
+        let mut scope = Scope::default();
+        scope.set_request_with(|| {
+            BUILT.fetch_add(1, Ordering::Relaxed);
+            Request {
+                url: Some("http://shop.local/cart".into()),
+                ..Request::default()
+            }
+        });
+        let snapshots = [scope.clone(), scope.clone()];
+        assert_eq!(BUILT.load(Ordering::Relaxed), 0, "nothing read it yet");
+        for snapshot in &snapshots {
+            let mut event = Event::default();
+            snapshot.apply_to(&mut event, 100);
+            assert_eq!(event.url.as_deref(), Some("http://shop.local/cart"));
+        }
+        assert_eq!(
+            BUILT.load(Ordering::Relaxed),
+            1,
+            "built once for every snapshot"
+        );
     }
 
     #[test]
