@@ -28,7 +28,9 @@ struct Answer {
 
 pub(crate) struct HttpSender {
     client: reqwest::Client,
-    endpoint: String,
+    /// Parsed once: a URL given as text is parsed again (host name checks included) for every
+    /// request.
+    endpoint: reqwest::Url,
     api_key: HeaderValue,
     max_retries: u32,
     retry_base_delay: Duration,
@@ -44,6 +46,7 @@ impl HttpSender {
     pub(crate) fn new(options: &Options) -> Result<HttpSender, String> {
         let endpoint = options
             .event_endpoint()
+            .and_then(|endpoint| reqwest::Url::parse(&endpoint).ok())
             .ok_or_else(|| "no usable API URL".to_owned())?;
         let mut api_key = HeaderValue::from_str(options.api_key.as_deref().unwrap_or_default())
             .map_err(|_| "the API key cannot be sent as a header".to_owned())?;
@@ -188,7 +191,7 @@ impl HttpSender {
         let exchange = async {
             let mut response = self
                 .client
-                .post(&self.endpoint)
+                .post(self.endpoint.clone())
                 .header("X-API-Key", self.api_key.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header(USER_AGENT, HeaderValue::from_static(crate::USER_AGENT))
