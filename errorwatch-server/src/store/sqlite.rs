@@ -823,7 +823,9 @@ impl Drop for WriteTx {
 /// `BEGIN`, a batch is two queries (windows, the rest), three when a quota is read, whatever
 /// its size. Rows go
 /// in as one JSON array per table, which `json_each` unrolls, so each statement's text is
-/// fixed and prepared once. Every parameter is a plain `?`: sqlx binds a multi-statement
+/// fixed and prepared once. A statement that reads many fields of a row first turns each row
+/// into JSONB, once (`MATERIALIZED`): `json_each` hands a nested array over as text, which
+/// each `->>` would otherwise parse again, payload included. Every parameter is a plain `?`: sqlx binds a multi-statement
 /// query's arguments in order, statement after statement.
 struct BatchWrite {
     tx: WriteTx,
@@ -974,14 +976,15 @@ impl BatchTx for BatchWrite {
         self.defer(
             // Title, level, file and line are the first event's; type and value are
             // back-filled by the first event that has them.
-            "INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
+            "WITH rows(value) AS MATERIALIZED (SELECT jsonb(value) FROM json_each(?)) \
+             INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
              grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
              line, env) \
              SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', \
                value->>'$[0][4]', value->>'$[0][5]', value->>'$[0][6]', 'unresolved', \
                value->>'$[1][0]', 0, value->>'$[1][1]', value->>'$[1][2]', value->>'$[1][3]', \
                value->>'$[1][4]', value->>'$[1][5]' \
-             FROM json_each(?) WHERE true \
+             FROM rows WHERE true \
              ON CONFLICT(fingerprint) DO UPDATE SET \
                count = count + excluded.count, \
                error_type = coalesce(error_type, excluded.error_type), \
@@ -1078,14 +1081,15 @@ impl BatchTx for BatchWrite {
             .collect();
         // `json_each` walks the array in order: ids follow the batch's order.
         self.defer(
-            "INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
+            "WITH rows(value) AS MATERIALIZED (SELECT jsonb(value) FROM json_each(?)) \
+             INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
              release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
              SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', \
                value->>'$[0][4]', value->>'$[0][5]', value->>'$[0][6]', value->>'$[0][7]', \
                value->>'$[0][8]', value->>'$[1][0]', value->>'$[1][1]', value->>'$[1][2]', \
                value->>'$[1][3]', value->>'$[1][4]', value->>'$[1][5]', value->>'$[1][6]', \
                value->>'$[1][7]', value->>'$[1][8]' \
-             FROM json_each(?)",
+             FROM rows",
             [json_rows(&rows)?],
         )
     }
