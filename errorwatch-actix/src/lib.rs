@@ -179,18 +179,29 @@ where
                 info.realip_remote_addr().map(str::to_owned),
             )
         };
-        let url = integration::request_url(
-            &scheme,
-            Some(&host),
-            request.uri().path_and_query().map_or("/", |p| p.as_str()),
-        );
-        let ew_request = integration::request(
-            &method,
-            url,
-            request.headers().iter().filter_map(|(name, value)| {
-                value.to_str().ok().map(|value| (name.as_str(), value))
-            }),
-        );
+        // Cheap copies (the URI and header values are shared buffers): the request attached
+        // to events is built from them only if one is reported.
+        let build_request = {
+            let (method, uri, headers) = (
+                method.clone(),
+                request.uri().clone(),
+                request.headers().clone(),
+            );
+            move || {
+                let url = integration::request_url(
+                    &scheme,
+                    Some(&host),
+                    uri.path_and_query().map_or("/", |p| p.as_str()),
+                );
+                integration::request(
+                    &method,
+                    url,
+                    headers.iter().filter_map(|(name, value)| {
+                        value.to_str().ok().map(|value| (name.as_str(), value))
+                    }),
+                )
+            }
+        };
         // `realip_remote_addr` already prefers Forwarded / X-Forwarded-For over the peer; it
         // gives `ip:port` for the peer and a bare address from the headers.
         let client_ip = send_pii
@@ -208,7 +219,7 @@ where
 
         let handled = async move {
             errorwatch_sdk::configure_scope(|scope| {
-                scope.set_request(Some(ew_request));
+                scope.set_request_with(build_request);
                 scope.set_tag("transaction", route.clone());
                 if let Some(ip) = client_ip {
                     let mut user = scope.user().cloned().unwrap_or_default();
