@@ -67,6 +67,11 @@ struct ErrorParts {
 }
 
 impl Capture {
+    /// The text and the other parts, to write both at once.
+    fn text_and_parts(&mut self) -> (&mut String, &mut ErrorParts) {
+        (&mut self.text, self.error.get_or_insert_default())
+    }
+
     fn new() -> Box<Capture> {
         Box::new(Capture {
             id: EventId::new_random(),
@@ -199,10 +204,7 @@ impl Handoff {
         scope: Scope,
     ) -> Handoff {
         let mut capture = pool.take(scope, What::Empty);
-        let Capture {
-            text, error: parts, ..
-        } = &mut *capture;
-        let parts = parts.get_or_insert_default();
+        let (text, parts) = capture.text_and_parts();
         text.reserve(CHAIN_TEXT);
         let chain = ErrorChain::write(error, text, &mut parts.ends);
         if stack {
@@ -223,10 +225,7 @@ impl Handoff {
         write: impl FnOnce(&mut Draft<'_>),
     ) -> Handoff {
         let mut capture = pool.take(scope, What::Empty);
-        let Capture {
-            text, error: parts, ..
-        } = &mut *capture;
-        let parts = parts.get_or_insert_default();
+        let (text, parts) = capture.text_and_parts();
         write(&mut Draft::new(text, &mut parts.draft, &mut parts.ends));
         let stack = stack && place.is_some();
         if stack {
