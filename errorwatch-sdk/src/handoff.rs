@@ -267,17 +267,11 @@ impl Handoff {
     pub(crate) fn unpack(self, pool: &Pool) -> Job {
         let mut capture = self.0;
         let scope = std::mem::replace(&mut capture.scope, Scope::empty());
+        // An event the caller built carries its own time; the others take the capture's.
+        let taken = (!matches!(capture.what, What::Event(_))).then(|| capture.taken.timestamp());
         let (mut event, stack) = match std::mem::take(&mut capture.what) {
             What::Empty => (Event::default(), None),
-            What::Event(built) => {
-                pool.give_back(capture);
-                let (event, stack) = *built;
-                return Job {
-                    event,
-                    scope,
-                    stack,
-                };
-            }
+            What::Event(built) => *built,
             What::Message { level } => (Event::message(&capture.text, level), None),
             What::Error { chain, at, stack } => {
                 let at = Anchor::at(at);
@@ -312,7 +306,9 @@ impl Handoff {
             }
         };
         event.event_id = capture.id;
-        event.timestamp = capture.taken.timestamp();
+        if let Some(taken) = taken {
+            event.timestamp = taken;
+        }
         pool.give_back(capture);
         Job {
             event,
@@ -354,6 +350,26 @@ mod tests {
             (Some(at.file()), Some(at.line()))
         );
         assert!(job.stack.is_none());
+    }
+
+    #[test]
+    fn a_built_event_keeps_its_time_and_the_others_take_the_captures() {
+        let pool = Pool::new();
+        let mut built = Event::message("from an integration", Level::Error);
+        built.timestamp = Timestamp(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let job = Handoff::event(&pool, built.clone(), None, Scope::empty()).unpack(&pool);
+        assert_eq!(job.event.timestamp, built.timestamp);
+        assert_eq!(job.event.event_id, built.event_id);
+
+        let before = SystemTime::now();
+        let job = Handoff::message(&pool, "now", Level::Info, Scope::empty()).unpack(&pool);
+        let after = SystemTime::now();
+        let at = job.event.timestamp.0;
+        // Nanoseconds since the epoch keep the time to the nanosecond.
+        assert!(
+            before <= at && at <= after,
+            "{at:?} within {before:?}..{after:?}"
+        );
     }
 
     #[test]
