@@ -9,7 +9,7 @@
 use std::error::Error;
 use std::fmt::{self, Write};
 
-use errorwatch_protocol::{Event, Exception, Frame, Value};
+use errorwatch_protocol::{Event, Exception, Frame, Level, Value};
 use serde_json::Map as Object;
 
 use crate::error_chain::{Ends, ErrorChain};
@@ -201,14 +201,18 @@ impl Scalar {
     }
 }
 
-/// The event a draft describes, at `place` (its file and line) when known.
+/// The event a draft describes, at `level`, at `place` (its file and line) when known.
 pub(crate) fn build(
     parts: &[Part],
     text: &str,
     ends: &Ends,
+    level: Level,
     place: Option<(&'static str, u32)>,
 ) -> Event {
-    let mut event = Event::default();
+    let mut event = Event {
+        level,
+        ..Event::default()
+    };
     let mut spans: Vec<Value> = Vec::new();
     for part in parts {
         match *part {
@@ -289,7 +293,7 @@ mod tests {
     fn drafted(write: impl FnOnce(&mut Draft<'_>)) -> Event {
         let (mut text, mut parts, mut ends) = (String::new(), Vec::new(), Ends::default());
         write(&mut Draft::new(&mut text, &mut parts, &mut ends));
-        build(&parts, &text, &ends, Some(("src/pay.rs", 12)))
+        build(&parts, &text, &ends, Level::Error, Some(("src/pay.rs", 12)))
     }
 
     #[derive(Debug)]

@@ -289,8 +289,8 @@ impl Handoff {
                 stack,
             } => {
                 let parts = capture.error.get_or_insert_default();
-                let mut event = draft::build(&parts.draft, &capture.text, &parts.ends, place);
-                event.level = level;
+                let mut event =
+                    draft::build(&parts.draft, &capture.text, &parts.ends, level, place);
                 let at = place.map(|(file, line)| Anchor {
                     file: Cow::Borrowed(file),
                     line,

@@ -83,9 +83,7 @@ pub fn draft_event(
 ) -> Event {
     let (mut text, mut parts, mut ends) = Default::default();
     write(&mut Draft::new(&mut text, &mut parts, &mut ends));
-    let mut event = crate::draft::build(&parts, &text, &ends, place);
-    event.level = level;
-    event
+    crate::draft::build(&parts, &text, &ends, level, place)
 }
 
 /// Headers never attached to a request, whatever their value.

@@ -80,8 +80,8 @@ impl Visit for CrumbVisitor {
 /// Writes an event's fields into a draft: its message, its exception, its other fields as
 /// tags (named with the prefix) or extra.
 pub(crate) struct DraftVisitor<'d, 'a> {
-    pub(crate) draft: &'d mut Draft<'a>,
-    pub(crate) tag_prefix: &'static str,
+    draft: &'d mut Draft<'a>,
+    tag_prefix: &'static str,
     has_error: bool,
 }
 
