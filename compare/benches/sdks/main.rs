@@ -12,6 +12,8 @@
 //!
 //! `COMPARE_ROUNDS` (default 5) sets the rounds; `COMPARE_ONLY=storm,init` runs some
 //! scenarios alone. The slow scenarios (the storm, memory) run 3 rounds at most.
+//! `COMPARE_SINK_PRIORITY=normal` runs the sink at the normal CPU priority instead of the
+//! lowest (see `sink.rs`).
 
 mod probe;
 mod scenarios;
