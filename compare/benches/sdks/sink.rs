@@ -41,7 +41,8 @@ async fn receive(State(events): State<Arc<AtomicU64>>, uri: Uri, body: Bytes) ->
     }
 }
 
-/// Makes the calling thread the last to get a busy core (nice 19).
+/// Makes the calling thread the last to get a busy core (nice 19), unless
+/// `COMPARE_SINK_PRIORITY=normal`.
 fn lowest_priority() {
     if std::env::var("COMPARE_SINK_PRIORITY").is_ok_and(|priority| priority == "normal") {
         return;
