@@ -121,12 +121,14 @@ async fn bench(name: &str, url: &str) {
             daily_quota: None,
         });
         if batch.len() == BATCH {
-            store.write_batch(&batch).await.expect("seed batch");
-            batch.clear();
+            store
+                .write_batch(std::mem::take(&mut batch))
+                .await
+                .expect("seed batch");
         }
     }
     if !batch.is_empty() {
-        store.write_batch(&batch).await.expect("seed batch");
+        store.write_batch(batch).await.expect("seed batch");
     }
     let stored = store.event_count().await.expect("count");
     assert_eq!(stored, EVENTS as i64, "every seeded event is stored");

@@ -96,7 +96,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stopped) = watch::channel(false);
         let health = Arc::new(Health::default());
-        let task = tokio::spawn(run(
+        let task = store.clone().spawn_writer(run(
             rx,
             stopped,
             store,
@@ -185,7 +185,8 @@ async fn run(
         let started = Instant::now();
         // Committed into a file that is no longer the database is not stored: check the file
         // after the commit, before anyone is told.
-        let written = match store.write_batch(&events).await {
+        let count = events.len();
+        let written = match store.write_batch(events).await {
             Ok(outcomes) => store.check_file().map(|()| outcomes),
             Err(error) => Err(error),
         };
@@ -199,7 +200,7 @@ async fn run(
                 }
             }
             Err(error) => {
-                metrics.store_failed(events.len());
+                metrics.store_failed(count);
                 health.failed(&error);
                 // Dropping the senders tells each handler its event was not stored.
             }

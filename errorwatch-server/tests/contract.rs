@@ -728,3 +728,63 @@ async fn logs_and_checkins_are_stored_and_listed() {
     let unauthorised = s.send(s.http.get(s.url("/api/v1/logs"))).await;
     assert_eq!(unauthorised.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_other_writes_go_on_while_events_stream_in() {
+    // Batches are written over a connection of their own (in memory, one cache shared with
+    // the pool's): pages, logs and check-ins must neither fail nor wait for the stream to end.
+    const CLIENTS: usize = 6;
+    const EACH: usize = 60;
+    let s = std::sync::Arc::new(TestServer::start().await);
+    let mut senders = Vec::new();
+    for client in 0..CLIENTS {
+        let s = s.clone();
+        senders.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for n in 0..EACH {
+                statuses.push(s.event(&v2(&format!("stream {client} {n}"))).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut rounds = 0;
+    let mut failures = Vec::new();
+    while senders.iter().any(|sender| !sender.is_finished()) {
+        rounds += 1;
+        for path in [
+            "/api/v1/groups?limit=5",
+            "/api/v1/logs",
+            "/api/v1/cron/checkins",
+        ] {
+            let answer = s.admin_get(path).await;
+            if answer.status != 200 {
+                failures.push(format!("GET {path}: {} {}", answer.status, answer.body));
+            }
+        }
+        let log =
+            json!({ "level": "info", "channel": "app", "message": format!("round {rounds}") });
+        let answer = s
+            .post_raw("/api/v1/logs", Some(&s.key), log.to_string())
+            .await;
+        if answer.status != 202 {
+            failures.push(format!("POST log: {} {}", answer.status, answer.body));
+        }
+        let checkin = json!({ "slug": "stream", "status": "ok" });
+        let answer = s
+            .post_raw("/api/v1/cron/checkin", Some(&s.key), checkin.to_string())
+            .await;
+        if answer.status != 200 {
+            failures.push(format!("POST check-in: {} {}", answer.status, answer.body));
+        }
+    }
+    for sender in senders {
+        let statuses = sender.await.expect("a sender finishes");
+        assert!(statuses.iter().all(|&status| status == 202), "{statuses:?}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(rounds > 0);
+    assert_eq!(
+        s.server.store().event_count().await.expect("count"),
+        (CLIENTS * EACH) as i64
+    );
+}

@@ -82,6 +82,10 @@ pub enum StoreError {
     /// A query failed.
     #[error("store error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// A statement of a batch failed (SQLite's batches are written over a connection of
+    /// their own).
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -626,8 +630,23 @@ impl Store {
     ///
     /// When the database fails the read or the write ([`StoreError`]); a write that fails is
     /// not committed.
-    pub async fn write_batch(&self, events: &[NewEvent]) -> Result<Vec<Outcome>, StoreError> {
-        with_backend!(self, store => store.write_batch(events).await)
+    pub async fn write_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Outcome>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.write_batch(events).await,
+            Backend::Postgres(store) => store.write_batch(&events).await,
+        }
+    }
+
+    /// Runs the server's writer loop where batches are written best: on SQLite, the thread
+    /// that owns the write connection; on PostgreSQL, the current runtime.
+    pub(crate) fn spawn_writer<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(store) => store.spawn_writer(task),
+            Backend::Postgres(_) => tokio::spawn(task),
+        }
     }
 
     /// Claims a periodic `task` for this server when no server on the database ran it in the

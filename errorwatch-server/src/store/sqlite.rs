@@ -1,4 +1,6 @@
-//! The SQLite backend: a WAL-mode file (or a private in-memory database) through sqlx.
+//! The SQLite backend: a WAL-mode file (or a private in-memory database) through sqlx, but
+//! for batches of events, which a thread writes over a connection of its own
+//! ([`write_thread`]).
 //!
 //! Write transactions are begun and committed by hand (`BEGIN IMMEDIATE`/`COMMIT`), never
 //! through sqlx's transaction bookkeeping: after SQLite rolls a transaction back by itself (a
@@ -7,22 +9,26 @@
 //! whose transaction did not commit is closed rather than reused, so no half-finished
 //! transaction or write lock outlives the error that caused it.
 
-use std::collections::HashSet;
+mod write_thread;
+
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode,
-    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{Arguments, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use errorwatch_protocol::validate::{CheckIn, CheckInStatus, LogEntry};
 
-use super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen, WINDOW_MS};
+use self::write_thread::{Target, WriteThread};
+use super::batch::{self, Outcome};
 use super::{
     new_checkin_id, rfc3339, ApiKey, Dialect, Group, GroupQuery, HourCount, NewEvent, OpenOptions,
     Project, ProjectAuth, SeenValue, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
@@ -38,7 +44,12 @@ pub(super) struct SqliteStore {
     /// The file and its identity when opened; `None` in memory.
     file: Option<FileIdentity>,
     memory: bool,
+    /// Where batches of events are written.
+    batches: Arc<WriteThread>,
 }
+
+/// Tells the in-memory databases of one process apart.
+static MEMORY_DATABASES: AtomicU64 = AtomicU64::new(0);
 
 impl SqliteStore {
     pub(super) async fn open(url: &str, options: &OpenOptions) -> Result<Self, StoreError> {
@@ -50,7 +61,18 @@ impl SqliteStore {
             return Err(bad("only sqlite: and postgres: URLs are supported".into()));
         }
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let connect = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+        let mut connect = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+        if memory {
+            // One database for the pool's connection and the write thread's: a shared cache
+            // under a name of ours. Neither takes table locks for reading (see
+            // `write_thread::Target::open`).
+            let n = MEMORY_DATABASES.fetch_add(1, Ordering::Relaxed);
+            connect = connect
+                .filename(format!("file:errorwatch-memory-{}-{n}", std::process::id()))
+                .in_memory(true)
+                .shared_cache(true)
+                .pragma("read_uncommitted", "true");
+        }
         let path = (!memory).then(|| connect.get_filename().to_path_buf());
         if let Some(path) = &path {
             preflight(path, options.create_if_missing)?;
@@ -62,15 +84,16 @@ impl SqliteStore {
             .create_if_missing(false)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(bytes) = options.max_bytes {
-            connect = connect.pragma("max_page_count", (bytes / PAGE_BYTES).max(1).to_string());
+        let max_pages = options.max_bytes.map(|bytes| (bytes / PAGE_BYTES).max(1));
+        if let Some(pages) = max_pages {
+            connect = connect.pragma("max_page_count", pages.to_string());
         }
         if !memory {
             connect = connect
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full);
         }
-        // An in-memory database lives in its one connection: keep exactly one, forever.
+        // An in-memory database lives as long as a connection to it: keep one, forever.
         let pool = if memory {
             SqlitePoolOptions::new()
                 .max_connections(1)
@@ -102,14 +125,27 @@ impl SqliteStore {
         let pool = pool
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| unusable(&e))?;
         let file = match &path {
             Some(path) => Some(FileIdentity::of(path).map_err(|e| unusable(&e))?),
             None => None,
         };
-        let store = SqliteStore { pool, file, memory };
+        let batches = Arc::new(
+            WriteThread::start(Target {
+                name: connect.get_filename().to_path_buf(),
+                memory,
+                max_pages,
+            })
+            .map_err(|e| unusable(&e))?,
+        );
+        let store = SqliteStore {
+            pool,
+            file,
+            memory,
+            batches,
+        };
         sqlx::migrate!("./migrations/sqlite")
             .run(&store.pool)
             .await
@@ -338,12 +374,9 @@ impl SqliteStore {
     /// fate by the rules of [`batch::write`].
     pub(super) async fn write_batch(
         &self,
-        events: &[NewEvent],
+        events: Vec<NewEvent>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut tx = BatchWrite::begin(self.writer().await?);
-        let outcomes = batch::write(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+        self.batches.write(events).await
     }
 
     /// Claims `task` for this server when it last ran `every` ms before `now` or longer ago.
@@ -725,8 +758,19 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Closes the pool (checkpointing the WAL).
+    /// Runs `task` on the thread that writes batches (see [`write_thread`]).
+    pub(super) fn spawn_writer<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.batches.spawn(task)
+    }
+
+    /// Closes the write thread's connection, then the pool (the last connection to close
+    /// checkpoints the WAL).
     pub(super) async fn close(&self) {
+        self.batches.close().await;
         self.pool.close().await;
     }
 }
@@ -813,293 +857,6 @@ impl Drop for WriteTx {
             });
         }
     }
-}
-
-/// A batch's write transaction, in as few round trips as its reads allow.
-///
-/// Each query is a round trip to sqlx's SQLite thread, two thread wake-ups at least, and
-/// those, not SQLite, were most of a batch's time. So the statements that return nothing wait
-/// in `pending` and go with the next one that returns something, or with the `COMMIT`: with
-/// `BEGIN`, a batch is two queries (windows, the rest), three when a quota is read, whatever
-/// its size. Rows go
-/// in as one JSON array per table, which `json_each` unrolls, so each statement's text is
-/// fixed and prepared once. A statement that reads many fields of a row first turns each row
-/// into JSONB, once (`MATERIALIZED`): `json_each` hands a nested array over as text, which
-/// each `->>` would otherwise parse again, payload included. Every parameter is a plain `?`: sqlx binds a multi-statement
-/// query's arguments in order, statement after statement.
-struct BatchWrite {
-    tx: WriteTx,
-    pending: String,
-    args: SqliteArguments<'static>,
-}
-
-impl BatchWrite {
-    fn begin(tx: WriteTx) -> BatchWrite {
-        BatchWrite {
-            tx,
-            pending: "BEGIN IMMEDIATE;".to_owned(),
-            args: SqliteArguments::default(),
-        }
-    }
-
-    /// Queues `sql`, which returns no rows, with its arguments.
-    fn defer(&mut self, sql: &str, args: impl IntoIterator<Item = Arg>) -> Result<(), StoreError> {
-        self.pending.push_str(sql);
-        self.pending.push(';');
-        for arg in args {
-            arg.add_to(&mut self.args)?;
-        }
-        Ok(())
-    }
-
-    /// Runs what is queued, then `sql`, and returns `sql`'s rows.
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: impl IntoIterator<Item = Arg>,
-    ) -> Result<Vec<SqliteRow>, StoreError> {
-        self.defer(sql, args)?;
-        let query = std::mem::take(&mut self.pending);
-        let args = std::mem::take(&mut self.args);
-        Ok(sqlx::query_with(&query, args)
-            .fetch_all(&mut *self.tx)
-            .await?)
-    }
-
-    /// Runs what is queued and commits; `Ok` only when SQLite says the transaction reached
-    /// the database.
-    async fn commit(mut self) -> Result<(), StoreError> {
-        self.fetch("COMMIT", []).await?;
-        self.tx.committed = true;
-        Ok(())
-    }
-}
-
-/// One argument of a queued statement.
-#[derive(Clone)]
-enum Arg {
-    Int(i64),
-    Text(String),
-}
-
-impl Arg {
-    fn add_to(self, args: &mut SqliteArguments<'static>) -> Result<(), StoreError> {
-        match self {
-            Arg::Int(n) => args.add(n),
-            Arg::Text(text) => args.add(text),
-        }
-        .map_err(|e| StoreError::Sqlx(sqlx::Error::Encode(e)))
-    }
-}
-
-impl BatchTx for BatchWrite {
-    async fn open_windows(&mut self, keys: &[(&str, i64)]) -> Result<HashSet<String>, StoreError> {
-        // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert's, not a join's.
-        let rows = self
-            .fetch(
-                "INSERT INTO dedupe_windows (key, started_at) \
-                 SELECT value->>0, value->>1 FROM json_each(?) WHERE true \
-                 ON CONFLICT(key) DO UPDATE SET started_at = excluded.started_at \
-                 WHERE dedupe_windows.started_at <= excluded.started_at - ? RETURNING key",
-                [json_rows(keys)?, Arg::Int(WINDOW_MS)],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get::<String, _>(0)?))
-            .collect()
-    }
-
-    async fn close_windows(&mut self, keys: &[&str]) -> Result<(), StoreError> {
-        self.defer(
-            "DELETE FROM dedupe_windows WHERE key IN (SELECT value FROM json_each(?))",
-            [json_rows(keys)?],
-        )
-    }
-
-    async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError> {
-        // A day first seen (or a database from before the quota table) starts from what it
-        // stored.
-        self.defer(
-            "INSERT INTO quota_usage (project_id, day, used) \
-             SELECT ?, ?, (SELECT count(*) FROM events WHERE project_id = ? AND received_at >= ? * 86400000) \
-             WHERE NOT EXISTS (SELECT 1 FROM quota_usage WHERE project_id = ? AND day = ?)",
-            [project_id, day, project_id, day, project_id, day].map(Arg::Int),
-        )?;
-        let rows = self
-            .fetch(
-                "SELECT used FROM quota_usage WHERE project_id = ? AND day = ?",
-                [project_id, day].map(Arg::Int),
-            )
-            .await?;
-        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-        Ok(row.try_get(0)?)
-    }
-
-    async fn add_usage(
-        &mut self,
-        project_id: i64,
-        day: i64,
-        stored: i64,
-    ) -> Result<(), StoreError> {
-        self.defer(
-            "UPDATE quota_usage SET used = used + ? WHERE project_id = ? AND day = ?",
-            [stored, project_id, day].map(Arg::Int),
-        )
-    }
-
-    async fn upsert_groups(&mut self, groups: &[GroupUpdate<'_>]) -> Result<(), StoreError> {
-        let rows: Vec<_> = groups
-            .iter()
-            .map(|group| {
-                let first = group.first;
-                (
-                    (
-                        &first.fingerprint,
-                        first.project_id,
-                        &first.title,
-                        group.error_type,
-                        group.error_value,
-                        first.grouping_rule,
-                        &first.level,
-                    ),
-                    (
-                        group.count,
-                        group.first_seen,
-                        group.last_seen,
-                        &first.file,
-                        first.line,
-                        group.env,
-                    ),
-                )
-            })
-            .collect();
-        self.defer(
-            // Title, level, file and line are the first event's; type and value are
-            // back-filled by the first event that has them.
-            "WITH rows(value) AS MATERIALIZED (SELECT jsonb(value) FROM json_each(?)) \
-             INSERT INTO groups (fingerprint, project_id, title, error_type, error_value, \
-             grouping_rule, level, status, count, users_affected, first_seen, last_seen, file, \
-             line, env) \
-             SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', \
-               value->>'$[0][4]', value->>'$[0][5]', value->>'$[0][6]', 'unresolved', \
-               value->>'$[1][0]', 0, value->>'$[1][1]', value->>'$[1][2]', value->>'$[1][3]', \
-               value->>'$[1][4]', value->>'$[1][5]' \
-             FROM rows WHERE true \
-             ON CONFLICT(fingerprint) DO UPDATE SET \
-               count = count + excluded.count, \
-               error_type = coalesce(error_type, excluded.error_type), \
-               error_value = coalesce(error_value, excluded.error_value), \
-               env = excluded.env, \
-               first_seen = min(first_seen, excluded.first_seen), \
-               last_seen = max(last_seen, excluded.last_seen), \
-               regressed_at = CASE WHEN status = 'resolved' THEN excluded.last_seen ELSE regressed_at END, \
-               status = CASE WHEN status = 'ignored' THEN status ELSE 'unresolved' END",
-            [json_rows(&rows)?],
-        )
-    }
-
-    async fn add_users(&mut self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
-        // The pairs are distinct: those not yet recorded are each a new user of their group.
-        let pairs = json_rows(pairs)?;
-        self.defer(
-            "UPDATE groups SET users_affected = users_affected + new.users \
-             FROM (SELECT pair.value->>0 AS fingerprint, count(*) AS users FROM json_each(?) AS pair \
-                   WHERE NOT EXISTS (SELECT 1 FROM group_users \
-                     WHERE fingerprint = pair.value->>0 AND user_id = pair.value->>1) \
-                   GROUP BY 1) AS new \
-             WHERE groups.fingerprint = new.fingerprint",
-            [pairs.clone()],
-        )?;
-        self.defer(
-            "INSERT OR IGNORE INTO group_users (fingerprint, user_id) \
-             SELECT value->>0, value->>1 FROM json_each(?)",
-            [pairs],
-        )
-    }
-
-    async fn add_hours(&mut self, hours: &[(&str, i64, i64)]) -> Result<(), StoreError> {
-        self.defer(
-            "INSERT INTO group_hours (fingerprint, hour, count) \
-             SELECT value->>0, value->>1, value->>2 FROM json_each(?) WHERE true \
-             ON CONFLICT(fingerprint, hour) DO UPDATE SET count = count + excluded.count",
-            [json_rows(hours)?],
-        )
-    }
-
-    async fn add_values(&mut self, values: &[ValueSeen<'_>]) -> Result<(), StoreError> {
-        let rows: Vec<_> = values
-            .iter()
-            .map(|seen| {
-                (
-                    seen.fingerprint,
-                    seen.kind,
-                    seen.value,
-                    seen.count,
-                    seen.last_seen,
-                )
-            })
-            .collect();
-        self.defer(
-            "INSERT INTO group_values (fingerprint, kind, value, count, last_seen) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4 \
-             FROM json_each(?) WHERE true \
-             ON CONFLICT(fingerprint, kind, value) DO UPDATE SET \
-               count = count + excluded.count, last_seen = max(last_seen, excluded.last_seen)",
-            [json_rows(&rows)?],
-        )
-    }
-
-    async fn insert_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError> {
-        let rows: Vec<_> = events
-            .iter()
-            .map(|event| {
-                (
-                    (
-                        &event.event_id,
-                        event.project_id,
-                        &event.fingerprint,
-                        event.received_at,
-                        event.created_at,
-                        &event.level,
-                        &event.env,
-                        &event.release,
-                        &event.message,
-                    ),
-                    (
-                        &event.error_type,
-                        &event.error_value,
-                        &event.stack,
-                        &event.file,
-                        event.line,
-                        &event.user_id,
-                        &event.url,
-                        event.status_code,
-                        &event.payload,
-                    ),
-                )
-            })
-            .collect();
-        // `json_each` walks the array in order: ids follow the batch's order.
-        self.defer(
-            "WITH rows(value) AS MATERIALIZED (SELECT jsonb(value) FROM json_each(?)) \
-             INSERT INTO events (event_id, project_id, fingerprint, received_at, created_at, level, env, \
-             release, message, error_type, error_value, stack, file, line, user_id, url, status_code, payload) \
-             SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', \
-               value->>'$[0][4]', value->>'$[0][5]', value->>'$[0][6]', value->>'$[0][7]', \
-               value->>'$[0][8]', value->>'$[1][0]', value->>'$[1][1]', value->>'$[1][2]', \
-               value->>'$[1][3]', value->>'$[1][4]', value->>'$[1][5]', value->>'$[1][6]', \
-               value->>'$[1][7]', value->>'$[1][8]' \
-             FROM rows",
-            [json_rows(&rows)?],
-        )
-    }
-}
-
-/// A batch's rows as the JSON array a statement unrolls with `json_each`.
-fn json_rows(rows: &[impl serde::Serialize]) -> Result<Arg, StoreError> {
-    serde_json::to_string(rows)
-        .map(Arg::Text)
-        .map_err(|e| StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))
 }
 
 /// Which file the database was when opened: a file deleted or replaced underneath the server
