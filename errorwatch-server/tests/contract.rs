@@ -518,7 +518,8 @@ async fn events_stored_without_a_quota_count_toward_one_set_later() {
 
 #[tokio::test]
 async fn text_is_stored_exactly_as_sent() {
-    // A batch reaches the store as JSON rows: every character must come back as it went.
+    // A batch's texts go to the store as statement parameters: every character must come
+    // back as it went.
     let s = TestServer::start().await;
     let odd = "quote \" backslash \\ slash / newline \n tab \t é 日本 🚀 \u{7f} \u{2028} \\u0041 [1,2] {}";
     let body = json!({

@@ -121,7 +121,7 @@ impl SqliteStore {
             let _ = first.close().await;
         }
         // A connection is a thread of this process, not a socket that may have died: pinging
-        // it before each use (sqlx's default) would only add a round trip to every batch.
+        // it before each use (sqlx's default) would only add a round trip to every query.
         let pool = pool
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
