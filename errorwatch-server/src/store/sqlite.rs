@@ -34,6 +34,10 @@ use super::{
     Project, ProjectAuth, SeenValue, StoreError, StoredEvent, EVENT_COLUMNS, GROUP_COLUMNS,
 };
 
+/// How long a statement waits for another connection's write lock (the pool's and the write
+/// thread's alike).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// SQLite's page size, which `max_bytes` is counted in.
 const PAGE_BYTES: u64 = 4096;
 
@@ -83,7 +87,7 @@ impl SqliteStore {
         let mut connect = connect
             .create_if_missing(false)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         let max_pages = options.max_bytes.map(|bytes| (bytes / PAGE_BYTES).max(1));
         if let Some(pages) = max_pages {
             connect = connect.pragma("max_page_count", pages.to_string());

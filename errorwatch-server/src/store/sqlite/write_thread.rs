@@ -18,7 +18,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::runtime::Handle;
@@ -27,15 +26,13 @@ use tokio::task::JoinHandle;
 
 use super::super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen, WINDOW_MS};
 use super::super::{NewEvent, StoreError};
-
-/// How long a statement waits for another connection's write lock, as the pool's do.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+use super::BUSY_TIMEOUT;
 
 /// The statements a batch uses, and room to spare: each is prepared once per connection.
 const STATEMENT_CACHE: usize = 32;
 
 /// What the write connection opens, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Target {
     /// The file, or the in-memory database's shared-cache name.
     pub name: PathBuf,
