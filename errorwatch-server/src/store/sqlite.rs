@@ -9,6 +9,7 @@
 //! whose transaction did not commit is closed rather than reused, so no half-finished
 //! transaction or write lock outlives the error that caused it.
 
+mod wal_writes;
 mod write_thread;
 
 use std::ops::{Deref, DerefMut};

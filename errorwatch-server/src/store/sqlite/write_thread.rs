@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen, WINDOW_MS};
 use super::super::{NewEvent, StoreError};
-use super::BUSY_TIMEOUT;
+use super::{wal_writes, BUSY_TIMEOUT};
 
 /// The statements a batch uses, and room to spare: each is prepared once per connection.
 const STATEMENT_CACHE: usize = 32;
@@ -54,7 +54,13 @@ impl Target {
         } else {
             flags |= OpenFlags::SQLITE_OPEN_PRIVATE_CACHE;
         }
-        let conn = Connection::open_with_flags(&self.name, flags)?;
+        let conn = if self.memory {
+            Connection::open_with_flags(&self.name, flags)?
+        } else {
+            // Its commits sync (`synchronous=FULL` below), which the VFS relies on.
+            wal_writes::register()?;
+            Connection::open_with_flags_and_vfs(&self.name, flags, wal_writes::NAME)?
+        };
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "foreign_keys", true)?;
