@@ -73,6 +73,7 @@ impl Capture {
     }
 
     fn new() -> Box<Capture> {
+        crate::give_back::mark_this_threads_arena();
         Box::new(Capture {
             id: EventId::new_random(),
             taken: Taken(0),

@@ -43,6 +43,7 @@ mod client;
 mod diagnostics;
 mod draft;
 mod error_chain;
+mod give_back;
 mod handoff;
 mod hub;
 pub mod integration;

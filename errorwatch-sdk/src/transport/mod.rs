@@ -208,17 +208,6 @@ struct Worker {
 /// free.
 const IDLE_RELEASE: Duration = Duration::from_secs(10);
 
-/// Returns the heap's free pages to the system: glibc keeps what a burst freed in its
-/// arenas otherwise, and the process would stay at its peak.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases free memory of glibc's own heap; it takes glibc's
-    // arena locks itself and touches no memory in use.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// What the worker did since memory was last given back.
 #[derive(Default)]
 struct IdleRelease {
@@ -256,7 +245,7 @@ impl IdleRelease {
             if symbolised {
                 crate::stacktrace::symbols::release();
             }
-            give_back_freed_memory();
+            crate::give_back::give_back_freed_memory();
         });
     }
 }
