@@ -11,6 +11,20 @@
 //! 10 to 35 MiB of a 39 MiB burst stayed resident after the idle period in 2 of 16 runs of
 //! the idle-memory test on a loaded machine (`tests/symbol_memory.rs`).
 
+/// Called on a capturing thread as it allocates a box: lets the memory it takes for a burst
+/// be given back (see the module's documentation).
+pub(crate) fn mark_this_threads_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    glibc::mark_this_threads_arena();
+}
+
+/// Returns the heap's free pages to the system, the top of every marked arena included:
+/// glibc keeps what a burst freed otherwise, and the process would stay at its peak.
+pub(crate) fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    glibc::give_back_freed_memory();
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
     use std::cell::Cell;
@@ -35,9 +49,7 @@ mod glibc {
         static MARKED_IN: Cell<Option<u32>> = const { Cell::new(None) };
     }
 
-    /// Called on a capturing thread as it allocates a box: lets the memory it takes for a
-    /// burst be given back (see the module's documentation).
-    pub(crate) fn mark_this_threads_arena() {
+    pub(super) fn mark_this_threads_arena() {
         let period = PERIOD.load(Ordering::Relaxed);
         let marked = MARKED_IN.try_with(|marked| marked.replace(Some(period)) == Some(period));
         if marked.unwrap_or(true) {
@@ -46,9 +58,7 @@ mod glibc {
         let _ = MARKS.push(Vec::with_capacity(MARK_BYTES));
     }
 
-    /// Returns the heap's free pages to the system, the top of every marked arena included:
-    /// glibc keeps what a burst freed otherwise, and the process would stay at its peak.
-    pub(crate) fn give_back_freed_memory() {
+    pub(super) fn give_back_freed_memory() {
         // SAFETY: `malloc_trim` only releases free memory of glibc's own heap; it takes
         // glibc's arena locks itself and touches no memory in use.
         unsafe {
@@ -58,16 +68,3 @@ mod glibc {
         while MARKS.pop().is_some() {}
     }
 }
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) use glibc::{give_back_freed_memory, mark_this_threads_arena};
-
-/// Called on a capturing thread as it allocates a box: lets the memory it takes for a burst
-/// be given back (see the module's documentation).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn mark_this_threads_arena() {}
-
-/// Returns the heap's free pages to the system: glibc keeps what a burst freed in its
-/// arenas otherwise, and the process would stay at its peak.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn give_back_freed_memory() {}
