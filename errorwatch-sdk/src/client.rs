@@ -2,7 +2,8 @@
 //!
 //! Everything here runs on the caller's thread, so it does as little as it can: write what only
 //! the caller can read into a pooled box (see [`crate::handoff`]), snapshot the scope (one
-//! reference count), walk the stack without resolving it, and `try_send`. The event is built
+//! reference count), walk the stack without resolving it, and hand the box over into a place
+//! taken in the queue beforehand (a full queue costs a count, not a capture). The event is built
 //! on the worker. Nothing waits on the network or on a lock held across I/O.
 
 use std::error::Error;
@@ -19,7 +20,7 @@ use crate::pipeline::Pipeline;
 use crate::scope::Scope;
 use crate::stacktrace::{Anchor, RawStack};
 use crate::stats::{Counters, Outcome, Stats};
-use crate::transport::{PushError, Queue};
+use crate::transport::{NoRoom, Queue};
 use errorwatch_protocol::{Event, EventId, Level};
 
 /// Where the in-memory client of the test helpers keeps its events.
@@ -325,8 +326,8 @@ impl Client {
         Handoff::event(pool, event, stack, crate::hub::current_scope())
     }
 
-    /// Captures what `make` writes, unless the client is off, the thread is the SDK's own, or
-    /// the event is sampled out; `make` runs only when the capture goes ahead.
+    /// Captures what `make` writes, unless the client is off, the thread is the SDK's own, the
+    /// event is sampled out or the queue is full; `make` runs only when the capture goes ahead.
     pub(crate) fn capture(&self, make: impl FnOnce(&Pool) -> Handoff) -> Option<EventId> {
         let inner = &*self.inner;
         if !self.is_enabled() || crate::hub::is_suppressed() {
@@ -337,25 +338,29 @@ impl Client {
             inner.counters.record(Outcome::Sampled);
             return None;
         }
-        let handoff = make(&inner.pipeline.pool);
-        let id = handoff.id();
-        match &inner.sink {
+        let id = match &inner.sink {
             Sink::Disabled => return None,
-            Sink::Queue(queue) => match queue.push(handoff) {
-                Ok(()) => {}
-                Err(PushError::Full(handoff)) => {
-                    handoff.recycle(&inner.pipeline.pool);
-                    inner.counters.record(Outcome::QueueFull);
-                    return None;
-                }
-                Err(PushError::Closed(handoff)) => {
-                    handoff.recycle(&inner.pipeline.pool);
-                    inner.counters.lost(1);
-                    return None;
-                }
-            },
+            Sink::Queue(queue) => {
+                let place = match queue.reserve() {
+                    Ok(place) => place,
+                    Err(NoRoom::Full) => {
+                        inner.counters.record(Outcome::QueueFull);
+                        return None;
+                    }
+                    Err(NoRoom::Closed) => {
+                        inner.counters.lost(1);
+                        return None;
+                    }
+                };
+                let handoff = make(&inner.pipeline.pool);
+                let id = handoff.id();
+                place.send(handoff);
+                id
+            }
             Sink::Memory(events) => {
                 let pipeline = &inner.pipeline;
+                let handoff = make(&pipeline.pool);
+                let id = handoff.id();
                 match pipeline
                     .unpack(handoff)
                     .and_then(|job| pipeline.process(job))
@@ -369,8 +374,9 @@ impl Client {
                         return None;
                     }
                 }
+                id
             }
-        }
+        };
         Some(id)
     }
 

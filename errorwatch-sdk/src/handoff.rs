@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 use std::panic::Location;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
@@ -23,8 +25,8 @@ use crate::pipeline::Job;
 use crate::scope::Scope;
 use crate::stacktrace::{Anchor, RawStack};
 
-/// Boxes kept for reuse. Enough for the worker to trail the callers by this many captures
-/// without any of them allocating; past that, boxes are allocated and freed as needed.
+/// Boxes kept for the callers to take. Enough for the worker to trail the callers by this
+/// many captures without any of them allocating.
 const POOLED: usize = 256;
 
 /// A text kept in a pooled box up to this size; a larger one is freed, so that one huge
@@ -108,6 +110,8 @@ enum What {
     /// Nothing yet: a box in the pool.
     #[default]
     Empty,
+    /// A spare box, and the spare boxes set aside before it.
+    SetAside(Option<Box<Capture>>),
     /// `capture_message`: the text is the message.
     Message { level: Level },
     /// `capture_error`: the chain's texts are the error's, captured at `at`, with the stack
@@ -132,12 +136,22 @@ enum What {
 /// The boxes the worker gave back, for the callers to take.
 pub(crate) struct Pool {
     free: ArrayQueue<Box<Capture>>,
+    /// Boxes given back while `free` was full, put back in `free` as it empties. They are
+    /// kept, not freed, until the worker has caught up: a box is freed into the arena of the
+    /// thread that allocated it, under that arena's lock, so a worker freeing boxes while
+    /// their caller captures would make the caller wait. No more boxes are made than a burst
+    /// has in the queue at once, so the queue's capacity bounds them.
+    spare: Mutex<Spare>,
+    /// Whether `spare` has any, read without its lock.
+    has_spare: AtomicBool,
 }
 
 impl Pool {
     pub(crate) fn new() -> Pool {
         Pool {
             free: ArrayQueue::new(POOLED),
+            spare: Mutex::new(Spare::default()),
+            has_spare: AtomicBool::new(false),
         }
     }
 
@@ -151,39 +165,117 @@ impl Pool {
         capture
     }
 
-    /// Keeps `capture` for a later one, emptied, unless the pool is full or its text grew too
-    /// large.
+    /// Keeps `capture` for a later one, emptied, unless its text grew too large.
     fn give_back(&self, mut capture: Box<Capture>) {
-        // A box that will not be kept is freed as it is: neither emptied nor fitted out for
-        // an error (the pool fills only as a burst ends, when the worker returns boxes faster
-        // than callers take them, and may still fill between this check and the push).
-        if capture.text.capacity() > POOLED_TEXT || self.free.is_full() {
+        if capture.text.capacity() > POOLED_TEXT {
             return;
         }
         // The scope is let go of now: a pooled box must not keep a request's context alive.
         capture.scope = Scope::empty();
         capture.what = What::Empty;
         capture.text.clear();
-        match &mut capture.error {
-            Some(parts) => {
-                parts.ends.clear();
-                parts.ips.clear();
-                if parts.draft.capacity() > POOLED_PARTS {
-                    parts.draft = Vec::new();
-                }
-                parts.draft.clear();
+        if let Some(parts) = &mut capture.error {
+            parts.ends.clear();
+            parts.ips.clear();
+            if parts.draft.capacity() > POOLED_PARTS {
+                parts.draft = Vec::new();
             }
-            // Made here, on the worker, so that an error capture given a box that has only
-            // carried messages does not allocate on the caller's thread.
-            None => capture.error = Some(Box::default()),
+            parts.draft.clear();
         }
-        let _ = self.free.push(capture);
+        if self.free.is_full() {
+            return self.set_aside(capture);
+        }
+        match self.free.push(fitted_out(capture)) {
+            Ok(()) if self.has_spare.load(Ordering::Acquire) => self.refill(),
+            Ok(()) => {}
+            Err(capture) => self.set_aside(capture),
+        }
     }
 
-    /// Frees every pooled box: the worker does it once idle, so a burst's boxes do not outlive
-    /// it.
+    fn set_aside(&self, capture: Box<Capture>) {
+        self.spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(capture);
+        self.has_spare.store(true, Ordering::Release);
+    }
+
+    /// Moves spare boxes into `free` while it has room.
+    fn refill(&self) {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(capture) = spare.pop() {
+            if let Err(capture) = self.free.push(fitted_out(capture)) {
+                spare.push(capture);
+                break;
+            }
+        }
+        self.has_spare.store(!spare.is_empty(), Ordering::Release);
+    }
+
+    /// Whether boxes are kept past the pooled ones.
+    pub(crate) fn has_spare(&self) -> bool {
+        self.has_spare.load(Ordering::Acquire)
+    }
+
+    /// Frees the boxes kept past the pooled ones: the worker does it once it has caught up
+    /// with a burst.
+    pub(crate) fn release_spare(&self) {
+        let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
+        self.has_spare.store(false, Ordering::Release);
+        drop(spare);
+    }
+
+    /// Frees every pooled and spare box: the worker does it once idle, so a burst's boxes do
+    /// not outlive it.
     pub(crate) fn release(&self) {
         while self.free.pop().is_some() {}
+        self.release_spare();
+    }
+}
+
+/// `capture`, with room for an error's parts: made here, on the worker, so that an error
+/// capture given a box that has only carried messages does not allocate on the caller's
+/// thread. Only boxes the callers can take get it, so that a burst's spare message boxes do
+/// not each carry one.
+fn fitted_out(mut capture: Box<Capture>) -> Box<Capture> {
+    capture.error.get_or_insert_default();
+    capture
+}
+
+/// Spare boxes, linked through themselves: a burst leaves thousands, and a list of them would
+/// be one more allocation of the burst's size.
+#[derive(Default)]
+struct Spare {
+    last: Option<Box<Capture>>,
+    len: usize,
+}
+
+impl Spare {
+    fn push(&mut self, mut capture: Box<Capture>) {
+        capture.what = What::SetAside(self.last.take());
+        self.last = Some(capture);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Box<Capture>> {
+        let mut capture = self.last.take()?;
+        if let What::SetAside(before) = std::mem::take(&mut capture.what) {
+            self.last = before;
+        }
+        self.len -= 1;
+        Some(capture)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Spare {
+    /// One box at a time: dropped as a chain, the boxes would be dropped recursively, a stack
+    /// frame each.
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
     }
 }
 
@@ -271,7 +363,7 @@ impl Handoff {
         // An event the caller built carries its own time; the others take the capture's.
         let taken = (!matches!(capture.what, What::Event(_))).then(|| capture.taken.timestamp());
         let (mut event, stack) = match std::mem::take(&mut capture.what) {
-            What::Empty => (Event::default(), None),
+            What::Empty | What::SetAside(_) => (Event::default(), None),
             What::Event(built) => *built,
             What::Message { level } => (Event::message(&capture.text, level), None),
             What::Error { chain, at, stack } => {
@@ -388,22 +480,41 @@ mod tests {
         assert!(again.text.capacity() >= "first".len(), "with its room kept");
     }
 
+    impl Pool {
+        fn spare_len(&self) -> usize {
+            self.spare.lock().map(|spare| spare.len).unwrap_or_default()
+        }
+    }
+
     #[test]
-    fn the_pool_is_bounded_and_keeps_no_huge_text() {
+    fn boxes_past_the_pool_are_kept_aside_and_no_huge_text_is_kept() {
         let pool = Pool::new();
         let huge = "x".repeat(POOLED_TEXT + 1);
         Handoff::message(&pool, &huge, Level::Info, Scope::empty()).recycle(&pool);
         assert!(pool.free.is_empty(), "a huge text is freed, not pooled");
 
-        let handoffs: Vec<Handoff> = (0..POOLED + 10)
+        let handoffs: Vec<Handoff> = (0..POOLED + 100)
             .map(|_| Handoff::message(&pool, "m", Level::Info, Scope::empty()))
             .collect();
         for handoff in handoffs {
             handoff.recycle(&pool);
         }
         assert_eq!(pool.free.len(), POOLED);
+        assert_eq!(pool.spare_len(), 100, "the others are kept aside");
+
+        // As callers take pooled boxes, the next box given back brings spares in.
+        let mut taken: Vec<Box<Capture>> = (0..10)
+            .map(|_| pool.take(Scope::empty(), What::Empty))
+            .collect();
+        pool.give_back(taken.pop().expect("ten taken"));
+        assert_eq!(pool.free.len(), POOLED);
+        assert_eq!(pool.spare_len(), 91);
+
+        pool.release_spare();
+        assert_eq!((pool.free.len(), pool.spare_len()), (POOLED, 0));
         pool.release();
         assert!(pool.free.is_empty());
+        assert_eq!(pool.spare_len(), 0);
     }
 
     /// What a burst's queue holds is this, times its depth (16,384 by default), plus each

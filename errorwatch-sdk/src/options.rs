@@ -437,7 +437,8 @@ impl Options {
         self
     }
     /// How many events may wait for the worker; beyond it events are dropped and counted.
-    /// Default: 16 384.
+    /// The queue's places are allocated once, when the client starts, 16 bytes each (256 KiB
+    /// by default), so that capturing never allocates them. Default: 16 384.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self

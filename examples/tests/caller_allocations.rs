@@ -206,3 +206,52 @@ fn a_warm_tracing_error_allocates_nothing_on_the_logging_thread() {
     assert_eq!(payload["extra"]["order"], 42);
     assert_eq!(payload["contexts"]["spans"][0]["name"], "charge");
 }
+
+/// A full queue turns a capture away before anything is written: the caller allocates nothing
+/// for it, not even a box (a box made and then freed on the caller is an allocation, and one the
+/// worker frees later is a lock the caller may wait on).
+#[test]
+fn a_capture_the_full_queue_turns_away_allocates_nothing() {
+    // A server that takes connections and never answers: the one request in flight stays
+    // there, and the queue behind it stays full.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("address"));
+    let client = Client::new(
+        Options::new(url, "ew_live_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789")
+            .capture_panics(false)
+            .queue_capacity(2)
+            .max_in_flight(1)
+            .request_timeout(Duration::from_secs(60)),
+    )
+    .expect("client");
+    let error = charge_failed();
+    // Fill the queue: the worker takes one capture into flight, two wait behind it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.stats().dropped_queue_full == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never filled: {:?}",
+            client.stats()
+        );
+        client.capture_message("filling the queue", Level::Error);
+        std::thread::yield_now();
+    }
+    let turned_away = client.stats().dropped_queue_full;
+    let before = allocations();
+    for _ in 0..100 {
+        client.capture_error(&error);
+        client.capture_message("turned away", Level::Error);
+    }
+    let allocated = allocations() - before;
+    assert_eq!(
+        client.stats().dropped_queue_full - turned_away,
+        200,
+        "the queue stayed full: {:?}",
+        client.stats()
+    );
+    assert_eq!(
+        allocated, 0,
+        "200 captures turned away by a full queue allocated on the caller"
+    );
+    drop(silent);
+}

@@ -1,7 +1,8 @@
 //! The transport: a bounded queue and the worker thread that drains it.
 //!
-//! Callers hand jobs over with a non-blocking `try_send`; when the queue is full the job is
-//! dropped and counted. The worker owns a small single-threaded tokio runtime on a thread of
+//! Callers take a place in the queue without waiting before they write a capture, and hand it
+//! over into that place; when the queue is full nothing is written, and the capture is
+//! counted as dropped. The worker owns a small single-threaded tokio runtime on a thread of
 //! its own, so the SDK works the same from sync code, any tokio flavour, actix or a panic
 //! hook. It prepares each event (symbolise, scope, scrub, limits, serialise) and sends up to
 //! `max_in_flight` at once.
@@ -14,13 +15,15 @@ mod circuit_breaker;
 mod http;
 pub(crate) use http::check_certificate;
 mod rate_limit;
+mod ring;
+pub(crate) use ring::NoRoom;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::handoff::Handoff;
@@ -29,16 +32,28 @@ use crate::pipeline::{Job, Pipeline};
 use crate::stats::{Counters, Outcome};
 use circuit_breaker::Grant;
 use http::HttpSender;
+use ring::Ring;
 
-/// Why a capture was not queued; the capture comes back with it.
-pub(crate) enum PushError {
-    Full(Handoff),
-    Closed(Handoff),
+/// A place taken in the queue: the capture is written once one is held, so that a full queue
+/// costs the caller nothing but the count (and leaves no box for it to free).
+pub(crate) struct Place<'a> {
+    place: ring::Place<'a>,
+    progress: &'a Progress,
+}
+
+impl Place<'_> {
+    /// Hands the capture to the worker.
+    pub(crate) fn send(self, handoff: Handoff) {
+        self.place.put(handoff);
+        // Counted after the hand-off: a job finished before this line only makes `done` run
+        // ahead for a moment, which no flush can mistake for unfinished work.
+        self.progress.queued.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The callers' side of the transport.
 pub(crate) struct Queue {
-    tx: mpsc::Sender<Handoff>,
+    ring: Arc<Ring>,
     progress: Arc<Progress>,
     stop: Arc<Notify>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
@@ -110,7 +125,7 @@ impl Queue {
         pipeline: Arc<Pipeline>,
         counters: Arc<Counters>,
     ) -> std::io::Result<Queue> {
-        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let ring = Arc::new(Ring::new(options.queue_capacity));
         let progress = Arc::new(Progress {
             queued: AtomicU64::new(0),
             state: Mutex::new(ProgressState::default()),
@@ -126,29 +141,24 @@ impl Queue {
             symboliser: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let worker_stop = stop.clone();
+        let worker_ring = ring.clone();
         let thread = thread::Builder::new()
             .name("errorwatch-transport".into())
-            .spawn(move || worker.run(rx, worker_stop))?;
+            .spawn(move || worker.run(&worker_ring, worker_stop))?;
         Ok(Queue {
-            tx,
+            ring,
             progress,
             stop,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Hands a job to the worker without ever waiting.
-    pub(crate) fn push(&self, handoff: Handoff) -> Result<(), PushError> {
-        match self.tx.try_send(handoff) {
-            Ok(()) => {
-                // Counted after the hand-off: a job finished before this line only makes `done`
-                // run ahead for a moment, which no flush can mistake for unfinished work.
-                self.progress.queued.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(handoff)) => Err(PushError::Full(handoff)),
-            Err(mpsc::error::TrySendError::Closed(handoff)) => Err(PushError::Closed(handoff)),
-        }
+    /// Takes a place for one capture, without ever waiting.
+    pub(crate) fn reserve(&self) -> Result<Place<'_>, NoRoom> {
+        Ok(Place {
+            place: self.ring.reserve()?,
+            progress: &self.progress,
+        })
     }
 
     /// Waits until every job queued before the call has an outcome, or `timeout` passes.
@@ -193,6 +203,14 @@ impl Queue {
     }
 }
 
+impl Drop for Queue {
+    /// Every client handle is gone: the worker finishes what is queued and in flight, and
+    /// exits.
+    fn drop(&mut self) {
+        self.ring.close();
+    }
+}
+
 struct Worker {
     options: Options,
     pipeline: Arc<Pipeline>,
@@ -229,9 +247,15 @@ impl IdleRelease {
         self.symbolised.store(true, Ordering::Relaxed);
     }
 
-    /// Once per idle period: gives memory back if nothing happened since the last call.
-    fn release_if_idle(&self, pipeline: &Arc<Pipeline>) {
+    /// Once per idle period: gives memory back if nothing happened since the last call, and
+    /// the boxes a burst left over once the queue is empty (`caught_up`).
+    fn release_if_idle(&self, pipeline: &Arc<Pipeline>, caught_up: bool) {
         if self.busy_lately.swap(false, Ordering::Relaxed) {
+            if caught_up && pipeline.pool.has_spare() {
+                let pipeline = pipeline.clone();
+                // Frees take the callers' arena locks: never on the runtime thread.
+                tokio::task::spawn_blocking(move || pipeline.pool.release_spare());
+            }
             return;
         }
         if !self.worked.swap(false, Ordering::Relaxed) {
@@ -251,7 +275,7 @@ impl IdleRelease {
 }
 
 impl Worker {
-    fn run(self, rx: mpsc::Receiver<Handoff>, stop: Arc<Notify>) {
+    fn run(self, ring: &Ring, stop: Arc<Notify>) {
         crate::hub::suppress_current_thread();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -261,21 +285,23 @@ impl Worker {
         match runtime {
             Ok(runtime) => {
                 let worker = Arc::new(self);
-                runtime.block_on(worker.clone().serve(rx, stop));
+                runtime.block_on(worker.clone().serve(ring, stop));
                 // Dropping the runtime cancels any request still in flight.
                 drop(runtime);
+                ring.close_and_empty();
                 worker.progress.worker_exited();
             }
             Err(error) => {
                 self.pipeline
                     .diagnostics
                     .log(format_args!("the transport could not start: {error}"));
+                ring.close_and_empty();
                 self.progress.worker_exited();
             }
         }
     }
 
-    async fn serve(self: Arc<Self>, mut rx: mpsc::Receiver<Handoff>, stop: Arc<Notify>) {
+    async fn serve(self: Arc<Self>, ring: &Ring, stop: Arc<Notify>) {
         let sender = match HttpSender::new(&self.options) {
             Ok(sender) => Some(Arc::new(sender)),
             Err(reason) => {
@@ -302,14 +328,14 @@ impl Worker {
                 biased;
                 _ = &mut stopped => return,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                job = rx.recv(), if has_room => match job {
+                job = ring.recv(), if has_room => match job {
                     Some(handoff) => {
                         self.idle.job_taken();
                         self.handle(handoff, sender.as_ref(), &mut in_flight);
                     }
                     None => break,
                 },
-                _ = idle_check.tick() => self.idle.release_if_idle(&self.pipeline),
+                _ = idle_check.tick() => self.idle.release_if_idle(&self.pipeline, ring.is_empty()),
             }
         }
         // Every client handle is gone: finish what is in flight, unless told to stop.
