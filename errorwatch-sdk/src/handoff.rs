@@ -350,8 +350,8 @@ impl Handoff {
         self.0.id
     }
 
-    /// Gives the box back to `pool` unread: for a capture dropped before its event was built
-    /// (a full queue, a rate limit).
+    /// Gives the box back to `pool` unread: for a capture the worker drops before building its
+    /// event (a rate limit, an open circuit breaker, no way to send).
     pub(crate) fn recycle(self, pool: &Pool) {
         pool.give_back(self.0);
     }
