@@ -282,23 +282,20 @@ impl Worker {
             // DNS lookups run on the runtime's blocking threads: they are the SDK's too.
             .on_thread_start(crate::hub::suppress_current_thread)
             .build();
+        let progress = self.progress.clone();
         match runtime {
             Ok(runtime) => {
-                let worker = Arc::new(self);
-                runtime.block_on(worker.clone().serve(ring, stop));
+                runtime.block_on(Arc::new(self).serve(ring, stop));
                 // Dropping the runtime cancels any request still in flight.
                 drop(runtime);
-                ring.close_and_empty();
-                worker.progress.worker_exited();
             }
-            Err(error) => {
-                self.pipeline
-                    .diagnostics
-                    .log(format_args!("the transport could not start: {error}"));
-                ring.close_and_empty();
-                self.progress.worker_exited();
-            }
+            Err(error) => self
+                .pipeline
+                .diagnostics
+                .log(format_args!("the transport could not start: {error}")),
         }
+        ring.close_and_empty();
+        progress.worker_exited();
     }
 
     async fn serve(self: Arc<Self>, ring: &Ring, stop: Arc<Notify>) {
