@@ -83,8 +83,8 @@ fn burst_child() {
         "the burst grew the heap ({baseline} KiB, then {at_the_deepest} KiB)"
     );
     // Closing it resets the waiting requests: the queue drains into a closed port while the
-    // burst goes on, the worker freeing boxes as callers allocate them (which once left the
-    // top of the callers' arena resident after the idle period).
+    // burst goes on, the worker giving boxes back as callers allocate more (a burst of that
+    // shape once left the top of the callers' arena resident after the idle period).
     drop(stalled);
     for _ in 0..200_000 {
         client.capture_message(&message, Level::Error);
