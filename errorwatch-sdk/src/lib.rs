@@ -48,6 +48,7 @@ mod handoff;
 mod hub;
 pub mod integration;
 mod options;
+mod pacing;
 mod panic;
 mod pipeline;
 mod scope;
