@@ -48,7 +48,6 @@ mod handoff;
 mod hub;
 pub mod integration;
 mod options;
-mod pacing;
 mod panic;
 mod pipeline;
 mod scope;

@@ -17,7 +17,6 @@ use gimli::{AttributeValue, DebugInfoOffset, DwAt, EndianSlice, Reader, RunTimeE
 use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::symbols::Symbol;
-use crate::pacing::Pacer;
 
 type Slice<'a> = EndianSlice<'a, RunTimeEndian>;
 type Dwarf<'a> = gimli::Dwarf<Slice<'a>>;
@@ -28,9 +27,6 @@ const NAME_LINKS: usize = 16;
 
 /// How many unit headers are visited between drops of the pages read, when indexing.
 const UNITS_PER_RELEASE: usize = 64;
-
-/// Entries (or line rows) read between looks at the clock: a few microseconds' worth.
-const STEPS_PER_LOOK: u32 = 256;
 
 /// Why the executable's debug info is not read here (the `backtrace` crate reads it instead).
 #[derive(Debug)]
@@ -366,9 +362,7 @@ fn function_chains<'a>(
     let mut chains: Vec<Vec<Function<'a>>> = probes.iter().map(|_| Vec::new()).collect();
     let mut entries = unit.header.entries_raw(&unit.abbreviations, None)?;
     let mut holding = Vec::new();
-    let mut pacer = Pacer::new(STEPS_PER_LOOK);
     while !entries.is_empty() {
-        pacer.step();
         let depth = entries.next_depth();
         let Some(abbrev) = entries.read_abbreviation()? else {
             continue;
@@ -473,9 +467,7 @@ impl<'a> Lines<'a> {
         // The row in force: it covers the addresses from its own up to the next row's.
         let mut current: Option<(u64, u64, Option<u32>, Option<u32>)> = None;
         let mut names: BTreeMap<u64, Option<String>> = BTreeMap::new();
-        let mut pacer = Pacer::new(STEPS_PER_LOOK);
         while let Some((header, row)) = rows.next_row()? {
-            pacer.step();
             if let Some((begin, file, line, column)) = current {
                 let end = row.address();
                 let first = probes.partition_point(|probe| probe.svma < begin);
@@ -623,10 +615,7 @@ fn index_units(
     covered.dedup();
     let mut units = Vec::new();
     let mut headers = dwarf.units();
-    // A unit without aranges is read whole below: look at the clock at every header.
-    let mut pacer = Pacer::new(1);
     while let Some(header) = headers.next()? {
-        pacer.step();
         let Some(offset) = header.debug_info_offset() else {
             continue;
         };

@@ -28,7 +28,6 @@ use tokio::task::JoinSet;
 
 use crate::handoff::Handoff;
 use crate::options::Options;
-use crate::pacing::Pacer;
 use crate::pipeline::{Job, Pipeline};
 use crate::stats::{Counters, Outcome};
 use circuit_breaker::Grant;
@@ -315,11 +314,7 @@ impl Worker {
         tokio::pin!(stopped);
         let mut idle_check = tokio::time::interval(IDLE_RELEASE / 2);
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The jobs in flight run on this thread between the loop's turns: a turn is a step of
-        // the thread's work.
-        let mut pacer = Pacer::new(1);
         loop {
-            pacer.step();
             while in_flight.try_join_next().is_some() {}
             // While the breaker's probe is out, events wait in the queue for its verdict.
             let probing = sender
