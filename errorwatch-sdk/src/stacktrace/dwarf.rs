@@ -4,9 +4,10 @@
 //! functions of *every* unit before it answers for one address, and keeps them: 100+ MiB of
 //! heap and touched debug info for a large binary, for the life of the process. This reader
 //! keeps only `.debug_aranges`' map of addresses to units (a few hundred KiB). An address costs
-//! one pass over its unit's entries and line program, read from a mapping of the executable
-//! whose pages are dropped after each unit: what a stack costs in memory is one unit's debug
-//! info at most, given back before the next.
+//! at most one pass over its unit's entries and line program (each pass ends once the unit's
+//! addresses are placed, and skips what was inlined into functions holding none of them), read
+//! from a mapping of the executable whose pages are dropped after each unit: what a stack costs
+//! in memory is one unit's debug info at most, given back before the next.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -354,6 +355,12 @@ struct Function<'a> {
 }
 
 /// For each probe, the function entries holding it, outermost first.
+///
+/// Most of a unit's function entries are inlined subroutines, and an inlined subroutine's
+/// addresses are within those of the function it was inlined into. So the subtree of a function
+/// entry that holds no probe is passed over without reading the addresses of the subroutines
+/// inlined into it, and the pass ends once every probe's outermost function has ended: a new
+/// call site costs a fraction of its unit, not all of it.
 fn function_chains<'a>(
     dwarf: &Dwarf<'a>,
     unit: &Unit<'a>,
@@ -362,14 +369,35 @@ fn function_chains<'a>(
     let mut chains: Vec<Vec<Function<'a>>> = probes.iter().map(|_| Vec::new()).collect();
     let mut entries = unit.header.entries_raw(&unit.abbreviations, None)?;
     let mut holding = Vec::new();
+    // The function entries enclosing the current one: their depth, and whether they hold a
+    // probe.
+    let mut enclosing: Vec<(isize, bool)> = Vec::new();
+    // Once every probe has a function: the depth of the shallowest outermost one. An entry no
+    // deeper ends every probe's subtree.
+    let mut done_at: Option<isize> = None;
     while !entries.is_empty() {
         let depth = entries.next_depth();
         let Some(abbrev) = entries.read_abbreviation()? else {
             continue;
         };
+        if done_at.is_some_and(|done| depth <= done) {
+            break;
+        }
+        // Any entry ends the subtrees of the entries at its depth or deeper.
+        while enclosing.last().is_some_and(|&(d, _)| d >= depth) {
+            enclosing.pop();
+        }
         let tag = abbrev.tag();
         if tag != gimli::DW_TAG_subprogram && tag != gimli::DW_TAG_inlined_subroutine {
             entries.skip_attributes(abbrev.attributes())?;
+            continue;
+        }
+        // A nested subprogram (C's, GCC's) has addresses of its own: it is always read.
+        if tag == gimli::DW_TAG_inlined_subroutine
+            && enclosing.last().is_some_and(|&(_, holds)| !holds)
+        {
+            entries.skip_attributes(abbrev.attributes())?;
+            enclosing.push((depth, false));
             continue;
         }
         let mut names = Names::default();
@@ -406,6 +434,7 @@ fn function_chains<'a>(
                 mark_holding(probes, low, end, &mut holding);
             }
         }
+        enclosing.push((depth, !holding.is_empty()));
         for &at in &holding {
             let chain = &mut chains[at];
             // Entries are met parents first: one at the same depth or shallower ends the
@@ -426,6 +455,13 @@ fn function_chains<'a>(
                         .filter(|&c| c > 0),
                 }),
             });
+        }
+        if !holding.is_empty() && chains.iter().all(|chain| !chain.is_empty()) {
+            done_at = chains
+                .iter()
+                .filter_map(|chain| chain.first())
+                .map(|f| f.depth)
+                .min();
         }
     }
     Ok(chains)
@@ -467,7 +503,13 @@ impl<'a> Lines<'a> {
         // The row in force: it covers the addresses from its own up to the next row's.
         let mut current: Option<(u64, u64, Option<u32>, Option<u32>)> = None;
         let mut names: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        // Sequences do not overlap, so a probe's row, once found, is its row: the pass ends
+        // when every probe has one.
+        let mut unplaced = probes.len();
         while let Some((header, row)) = rows.next_row()? {
+            if unplaced == 0 {
+                break;
+            }
             if let Some((begin, file, line, column)) = current {
                 let end = row.address();
                 let first = probes.partition_point(|probe| probe.svma < begin);
@@ -479,6 +521,9 @@ impl<'a> Lines<'a> {
                         .entry(file)
                         .or_insert_with(|| file_name(dwarf, unit, header, file))
                         .clone();
+                    if at[index].is_none() {
+                        unplaced -= 1;
+                    }
                     at[index] = Some(Location {
                         file: name,
                         line,
@@ -789,7 +834,12 @@ mod tests {
                     );
                     continue;
                 }
-                assert_eq!(symbols, expected, "{address:#x}");
+                assert_eq!(
+                    symbols,
+                    expected,
+                    "{address:#x} svma {:#x}",
+                    address.wrapping_sub(image.bias)
+                );
                 compared += 1;
             }
         }
