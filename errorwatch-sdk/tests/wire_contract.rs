@@ -212,7 +212,31 @@ fn check(event: Event, tag: (String, String), scope_user: User) -> Result<(), Te
     Ok(())
 }
 
+/// The cases are split between this many tests, which the test harness runs side by side:
+/// one test alone took 3 of CI's 30 minutes on one core while the other waited.
+const SHARDS: u32 = 4;
+
 #[test]
+fn every_body_the_sdk_sends_is_accepted_1() {
+    every_body_the_sdk_sends_is_accepted();
+}
+
+#[test]
+fn every_body_the_sdk_sends_is_accepted_2() {
+    every_body_the_sdk_sends_is_accepted();
+}
+
+#[test]
+fn every_body_the_sdk_sends_is_accepted_3() {
+    every_body_the_sdk_sends_is_accepted();
+}
+
+#[test]
+fn every_body_the_sdk_sends_is_accepted_4() {
+    every_body_the_sdk_sends_is_accepted();
+}
+
+/// One shard of the cases, from a seed of its own.
 fn every_body_the_sdk_sends_is_accepted() {
     // Generating and shrinking nested values recurses deeply in a debug build: run on a
     // thread with room for it.
@@ -220,7 +244,7 @@ fn every_body_the_sdk_sends_is_accepted() {
         .stack_size(256 << 20)
         .spawn(|| {
             let config = ProptestConfig {
-                cases: cases(),
+                cases: cases().div_ceil(SHARDS),
                 // A failure is shrunk for a minute at most.
                 max_shrink_time: 60_000,
                 ..ProptestConfig::default()
