@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use regex::{Captures, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use errorwatch_protocol::{Event, Map, Value};
+use errorwatch_protocol::{Event, Value};
 
 /// What replaces a scrubbed secret.
 pub(crate) const FILTERED: &str = "[Filtered]";
@@ -353,8 +353,13 @@ impl Scrubber {
         }
     }
 
-    fn scrub_map(&self, map: &mut Map, known: &mut KnownClean) {
-        for (key, value) in map.iter_mut() {
+    /// Scrubs the entries of an event's map or of a JSON object: the two map types, one rule.
+    fn scrub_map<'m>(
+        &self,
+        entries: impl IntoIterator<Item = (&'m String, &'m mut Value)>,
+        known: &mut KnownClean,
+    ) {
+        for (key, value) in entries {
             if self.is_sensitive_key(key) {
                 *value = Value::String(FILTERED.into());
             } else {
@@ -369,15 +374,7 @@ impl Scrubber {
             Value::Array(items) => items
                 .iter_mut()
                 .for_each(|item| self.scrub_value(item, known)),
-            Value::Object(object) => {
-                for (key, item) in object.iter_mut() {
-                    if self.is_sensitive_key(key) {
-                        *item = Value::String(FILTERED.into());
-                    } else {
-                        self.scrub_value(item, known);
-                    }
-                }
-            }
+            Value::Object(object) => self.scrub_map(object, known),
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
