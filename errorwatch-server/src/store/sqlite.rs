@@ -10,6 +10,7 @@
 //! transaction or write lock outlives the error that caused it.
 
 mod wal_writes;
+mod windows;
 mod write_thread;
 
 use std::ops::{Deref, DerefMut};
@@ -407,13 +408,18 @@ impl SqliteStore {
         Ok(claimed)
     }
 
-    /// Forgets duplicate windows that closed before `cutoff`.
+    /// Forgets duplicate windows that closed before `cutoff`: the log's rows up to the first
+    /// one opened since, found without scanning past it.
     pub(super) async fn expire_windows(&self, cutoff: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM dedupe_windows WHERE started_at < ?")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM dedupe_log WHERE id < coalesce(\
+               (SELECT id FROM dedupe_log WHERE started_at >= ?1 ORDER BY id LIMIT 1), \
+               (SELECT max(id) + 1 FROM dedupe_log))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

@@ -24,8 +24,9 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen, WINDOW_MS};
+use super::super::batch::{self, BatchTx, GroupUpdate, Outcome, ValueSeen};
 use super::super::{NewEvent, StoreError};
+use super::windows::Windows;
 use super::{wal_writes, BUSY_TIMEOUT};
 
 /// The statements a batch uses, and room to spare: each is prepared once per connection.
@@ -78,6 +79,23 @@ impl Target {
     }
 }
 
+/// The write connection and what it knows of the committed duplicate windows; both are
+/// dropped together after a failed batch.
+#[derive(Debug)]
+struct Writing {
+    conn: Connection,
+    windows: Windows,
+}
+
+impl Writing {
+    fn open(target: &Target) -> Result<Box<Writing>, StoreError> {
+        Ok(Box::new(Writing {
+            conn: target.open()?,
+            windows: Windows::new(),
+        }))
+    }
+}
+
 /// The write connection, opened again after a failed batch, until the store is closed.
 #[derive(Debug)]
 struct Batches {
@@ -87,7 +105,7 @@ struct Batches {
 
 #[derive(Debug)]
 enum Slot {
-    Open(Connection),
+    Open(Box<Writing>),
     /// Closed after a failed batch: the next one opens a new connection.
     Empty,
     /// The store is closed.
@@ -98,18 +116,18 @@ impl Batches {
     /// Writes `events` on the calling thread.
     fn write(&self, events: &[NewEvent]) -> Result<Vec<Outcome>, StoreError> {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut conn = match std::mem::replace(&mut *slot, Slot::Empty) {
-            Slot::Open(conn) => conn,
-            Slot::Empty => self.target.open()?,
+        let mut writing = match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Open(writing) => writing,
+            Slot::Empty => Writing::open(&self.target)?,
             Slot::Closed => {
                 *slot = Slot::Closed;
                 return Err(closed());
             }
         };
-        let written = write(&mut conn, events);
+        let written = write(&mut writing, events);
         // A connection whose batch failed is not used again (see the module's comment).
         if written.is_ok() {
-            *slot = Slot::Open(conn);
+            *slot = Slot::Open(writing);
         }
         written
     }
@@ -132,7 +150,7 @@ pub(super) struct WriteThread {
 impl WriteThread {
     /// Opens the connection (an error here is the caller's to report) and starts the thread.
     pub(super) fn start(target: Target) -> Result<WriteThread, StoreError> {
-        let conn = target.open()?;
+        let writing = Writing::open(&target)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -150,7 +168,7 @@ impl WriteThread {
         Ok(WriteThread {
             batches: Arc::new(Batches {
                 target,
-                conn: Mutex::new(Slot::Open(conn)),
+                conn: Mutex::new(Slot::Open(writing)),
             }),
             runtime: handle,
             thread: thread.thread().id(),
@@ -196,10 +214,11 @@ fn closed() -> StoreError {
 }
 
 /// One batch in one transaction, by the rules of [`batch::write`].
-fn write(conn: &mut Connection, events: &[NewEvent]) -> Result<Vec<Outcome>, StoreError> {
+fn write(writing: &mut Writing, events: &[NewEvent]) -> Result<Vec<Outcome>, StoreError> {
+    let Writing { conn, windows } = writing;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     // Every call into SQLite returns at once: the future is ready at its first poll.
-    let outcomes = futures_executor::block_on(batch::write(&mut Tx { conn }, events))?;
+    let outcomes = futures_executor::block_on(batch::write(&mut Tx { conn, windows }, events))?;
     conn.execute_batch("COMMIT")?;
     // Only a transaction that ended is stored: one SQLite rolled back by itself and a
     // `COMMIT` that then ran in autocommit mode would not be.
@@ -208,39 +227,23 @@ fn write(conn: &mut Connection, events: &[NewEvent]) -> Result<Vec<Outcome>, Sto
             "the batch's transaction is still open after COMMIT".into(),
         )));
     }
+    windows.committed();
     Ok(outcomes)
 }
 
 /// A batch's transaction on the write connection.
 struct Tx<'c> {
     conn: &'c Connection,
+    windows: &'c mut Windows,
 }
 
 impl BatchTx for Tx<'_> {
     async fn open_windows(&mut self, keys: &[(&str, i64)]) -> Result<HashSet<String>, StoreError> {
-        // A window still open leaves the row unchanged: no change, a repeat.
-        let mut open = self.conn.prepare_cached(
-            "INSERT INTO dedupe_windows (key, started_at) VALUES (?1, ?2) \
-             ON CONFLICT(key) DO UPDATE SET started_at = excluded.started_at \
-             WHERE dedupe_windows.started_at <= excluded.started_at - ?3",
-        )?;
-        let mut opened = HashSet::with_capacity(keys.len());
-        for &(key, at) in keys {
-            if open.execute(params![key, at, WINDOW_MS])? > 0 {
-                opened.insert(key.to_owned());
-            }
-        }
-        Ok(opened)
+        self.windows.open(self.conn, keys)
     }
 
     async fn close_windows(&mut self, keys: &[&str]) -> Result<(), StoreError> {
-        let mut close = self
-            .conn
-            .prepare_cached("DELETE FROM dedupe_windows WHERE key = ?1")?;
-        for key in keys {
-            close.execute([key])?;
-        }
-        Ok(())
+        self.windows.close(self.conn, keys)
     }
 
     async fn quota_used(&mut self, project_id: i64, day: i64) -> Result<i64, StoreError> {
