@@ -9,6 +9,8 @@
 //! whose transaction did not commit is closed rather than reused, so no half-finished
 //! transaction or write lock outlives the error that caused it.
 
+#[cfg(test)]
+mod testing;
 mod wal_writes;
 mod windows;
 mod write_thread;

@@ -351,6 +351,7 @@ mod tests {
 
     use rusqlite::{Connection, OpenFlags};
 
+    use super::super::testing::ScratchDir;
     use super::*;
 
     thread_local! {
@@ -358,20 +359,12 @@ mod tests {
         pub(super) static PLATFORM_WRITES: Cell<u64> = const { Cell::new(0) };
     }
 
-    /// A database file in a directory of its own, removed when dropped.
-    struct Scratch(std::path::PathBuf);
+    /// A database file in a directory of its own.
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir().join(format!(
-                "ew-wal-writes-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).expect("scratch directory");
-            let scratch = Scratch(dir);
+            let scratch = Scratch(ScratchDir::new(&format!("wal-writes-{name}")));
             let conn = Connection::open(scratch.db()).expect("created");
             conn.pragma_update(None, "journal_mode", "WAL")
                 .expect("WAL");
@@ -384,11 +377,11 @@ mod tests {
         }
 
         fn db(&self) -> std::path::PathBuf {
-            self.0.join("db.sqlite")
+            self.0.path().join("db.sqlite")
         }
 
         fn wal_len(&self) -> u64 {
-            std::fs::metadata(self.0.join("db.sqlite-wal")).map_or(0, |m| m.len())
+            std::fs::metadata(self.0.path().join("db.sqlite-wal")).map_or(0, |m| m.len())
         }
 
         /// A connection through the VFS, as the write thread's is.
@@ -403,12 +396,6 @@ mod tests {
             conn.pragma_update(None, "synchronous", "FULL")
                 .expect("FULL");
             conn
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

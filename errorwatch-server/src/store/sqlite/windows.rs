@@ -163,26 +163,21 @@ fn key_of(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{event, ScratchDir};
     use super::super::SqliteStore;
     use super::*;
-    use crate::store::{NewEvent, OpenOptions, Outcome};
+    use crate::store::{OpenOptions, Outcome};
 
-    /// A database file in a directory of its own, removed when dropped.
-    struct Scratch(std::path::PathBuf);
+    /// A database file in a directory of its own.
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir()
-                .join(format!("ew-windows-{name}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("scratch directory");
-            Scratch(dir)
+            Scratch(ScratchDir::new(&format!("windows-{name}")))
         }
 
-        fn url(&self) -> String {
-            format!("sqlite:{}", self.0.join("db.sqlite").display())
+        fn db(&self) -> std::path::PathBuf {
+            self.0.path().join("db.sqlite")
         }
 
         async fn open(&self, max_bytes: Option<u64>) -> SqliteStore {
@@ -191,43 +186,9 @@ mod tests {
                 max_bytes,
                 ..OpenOptions::default()
             };
-            SqliteStore::open(&self.url(), &options)
+            SqliteStore::open(&format!("sqlite:{}", self.db().display()), &options)
                 .await
                 .expect("store")
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn event(project_id: i64, key: &str, at: i64) -> NewEvent {
-        NewEvent {
-            project_id,
-            fingerprint: "f".repeat(64),
-            title: "TestError: boom".into(),
-            event_id: None,
-            received_at: at,
-            created_at: at,
-            level: "error".into(),
-            env: "test".into(),
-            release: None,
-            message: None,
-            error_type: Some("TestError".into()),
-            error_value: Some("boom".into()),
-            grouping_rule: "exception",
-            stack: String::new(),
-            file: "src/lib.rs".into(),
-            line: 7,
-            user_id: None,
-            url: None,
-            status_code: None,
-            payload: "{}".into(),
-            dedupe_key: key.into(),
-            seen_at: at,
-            daily_quota: None,
         }
     }
 
@@ -306,7 +267,7 @@ mod tests {
             Outcome::Stored
         );
         store.close().await;
-        let size = std::fs::metadata(scratch.0.join("db.sqlite")).map_or(0, |m| m.len());
+        let size = std::fs::metadata(scratch.db()).map_or(0, |m| m.len());
 
         // Room for a small event, not for a large one.
         let store = scratch.open(Some(size + 64 * 1024)).await;

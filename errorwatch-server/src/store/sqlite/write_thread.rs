@@ -398,37 +398,10 @@ impl BatchTx for Tx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::event;
     use super::super::SqliteStore;
     use super::*;
     use crate::store::OpenOptions;
-
-    fn event(project_id: i64, key: &str) -> NewEvent {
-        NewEvent {
-            project_id,
-            fingerprint: "f".repeat(64),
-            title: "TestError: boom".into(),
-            event_id: Some(key.into()),
-            received_at: 1_000,
-            created_at: 1_000,
-            level: "error".into(),
-            env: "test".into(),
-            release: None,
-            message: None,
-            error_type: Some("TestError".into()),
-            error_value: Some("boom".into()),
-            grouping_rule: "exception",
-            stack: String::new(),
-            file: "src/lib.rs".into(),
-            line: 7,
-            user_id: Some("u1".into()),
-            url: None,
-            status_code: None,
-            payload: "{}".into(),
-            dedupe_key: key.into(),
-            seen_at: 1_000,
-            daily_quota: None,
-        }
-    }
 
     #[tokio::test]
     async fn batches_are_written_on_the_thread_and_from_elsewhere_until_closed() {
@@ -442,7 +415,7 @@ mod tests {
 
         // From the test's runtime: handed over to the thread.
         let outcomes = store
-            .write_batch(vec![event(project, "a"), event(project, "a")])
+            .write_batch(vec![event(project, "a", 1_000), event(project, "a", 1_000)])
             .await
             .expect("written");
         assert_eq!(outcomes, [Outcome::Stored, Outcome::Duplicate]);
@@ -452,7 +425,9 @@ mod tests {
         let outcomes = store
             .spawn_writer(async move {
                 let here = std::thread::current().name().map(str::to_owned);
-                let outcomes = on_thread.write_batch(vec![event(project, "b")]).await;
+                let outcomes = on_thread
+                    .write_batch(vec![event(project, "b", 1_000)])
+                    .await;
                 (here, outcomes)
             })
             .await
@@ -463,6 +438,9 @@ mod tests {
         assert_eq!(store.event_count().await.expect("count"), 2);
 
         store.close().await;
-        assert!(store.write_batch(vec![event(project, "c")]).await.is_err());
+        assert!(store
+            .write_batch(vec![event(project, "c", 1_000)])
+            .await
+            .is_err());
     }
 }
