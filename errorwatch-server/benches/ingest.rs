@@ -20,6 +20,9 @@
 //! `ERRORWATCH_BENCH_STORES=sqlite` leaves it out. `ERRORWATCH_BENCH_ONLY=sqlite` (or `memory`,
 //! `floor`) runs that target alone, for a profiler.
 //!
+//! The server binary allocates with mimalloc; so does the in-memory target's process, which runs
+//! the server's library in this binary. The clients and the floors keep the system's allocator.
+//!
 //! With `ERRORWATCH_BASELINE_BIN=/path/to/an/other/errorwatch-server`, the SQLite runs
 //! alternate between that binary and this one, and the ratio of their medians is printed: how
 //! a change moved throughput, measured in one run on one machine.
@@ -28,12 +31,67 @@
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::CStr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+/// The in-memory target runs the server's library in this binary (its store lives in its
+/// process), so that process allocates as the server binary does, with mimalloc; the clients
+/// and the floors keep the system's allocator. Decided at the process's first allocation,
+/// before any other: every block is freed by the allocator that gave it.
+struct TargetsAllocator;
+
+/// 0 until the first allocation, then 1 (the system's) or 2 (mimalloc).
+static ALLOCATOR_CHOICE: AtomicU8 = AtomicU8::new(0);
+
+impl TargetsAllocator {
+    fn chosen() -> &'static dyn GlobalAlloc {
+        let mut choice = ALLOCATOR_CHOICE.load(Ordering::Relaxed);
+        if choice == 0 {
+            // `CHILD`, read without allocating.
+            // SAFETY: the first allocation happens on the main thread, before any other
+            // thread runs (or sets a variable).
+            let value = unsafe { libc::getenv(c"ERRORWATCH_BENCH_CHILD".as_ptr()) };
+            // SAFETY: a non-null `getenv` result is a NUL-terminated string.
+            let memory =
+                !value.is_null() && unsafe { CStr::from_ptr(value) }.to_bytes() == b"memory";
+            choice = if memory { 2 } else { 1 };
+            ALLOCATOR_CHOICE.store(choice, Ordering::Relaxed);
+        }
+        if choice == 2 {
+            &mimalloc::MiMalloc
+        } else {
+            &System
+        }
+    }
+}
+
+// SAFETY: every call goes to one of two allocators, the same one for the process's life.
+unsafe impl GlobalAlloc for TargetsAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::chosen().alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        Self::chosen().dealloc(ptr, layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Self::chosen().alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Self::chosen().realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: TargetsAllocator = TargetsAllocator;
 
 const BIN: &str = env!("CARGO_BIN_EXE_errorwatch-server");
 const CLIENTS: usize = 16;

@@ -216,10 +216,12 @@ fn closed() -> StoreError {
 /// One batch in one transaction, by the rules of [`batch::write`].
 fn write(writing: &mut Writing, events: &[NewEvent]) -> Result<Vec<Outcome>, StoreError> {
     let Writing { conn, windows } = writing;
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Prepared once, like the batch's other statements: `execute_batch` parses its text anew
+    // on every call.
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     // Every call into SQLite returns at once: the future is ready at its first poll.
     let outcomes = futures_executor::block_on(batch::write(&mut Tx { conn, windows }, events))?;
-    conn.execute_batch("COMMIT")?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
     // Only a transaction that ended is stored: one SQLite rolled back by itself and a
     // `COMMIT` that then ran in autocommit mode would not be.
     if !conn.is_autocommit() {
