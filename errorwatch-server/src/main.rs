@@ -13,15 +13,15 @@
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+use errorwatch_server::store::GroupQuery;
+use errorwatch_server::{Config, OpenOptions, Server, Store};
+
 /// mimalloc: less server CPU per stored event than the system's allocator under the ingest
 /// benchmark (`cargo bench -p errorwatch-server --bench ingest`; figures in the README). Its
 /// `no_thp` feature keeps transparent huge pages out, which more than doubled the peak RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
-use errorwatch_server::store::GroupQuery;
-use errorwatch_server::{Config, OpenOptions, Server, Store};
 
 #[derive(Parser)]
 #[command(
