@@ -151,7 +151,7 @@ impl Server {
         };
         let serving = tokio::spawn(serve::serve(
             listener,
-            app::router(state.clone()),
+            app::App::new(state.clone()),
             limits,
             shutdown,
             DRAIN,

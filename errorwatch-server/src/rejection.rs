@@ -242,12 +242,12 @@ fn http_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// The last layer: any error answer that is not already the contract's JSON (an extractor's
-/// plain-text rejection, a bare 405) is rewritten as one, keeping its status and words.
-pub(crate) async fn json_errors(response: Response) -> Response {
+/// Whether `response` is an error answer that is not already the contract's JSON (an
+/// extractor's plain-text rejection, a bare 405): [`as_json`] rewrites those.
+pub(crate) fn is_plain_error(response: &Response) -> bool {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
-        return response;
+        return false;
     }
     let is_json_or_page = response
         .headers()
@@ -255,9 +255,13 @@ pub(crate) async fn json_errors(response: Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     // A page's error is a page already.
-    if is_json_or_page {
-        return response;
-    }
+    !is_json_or_page
+}
+
+/// A plain-text error answer (see [`is_plain_error`]) as the contract's JSON, keeping its
+/// status and words.
+pub(crate) async fn as_json(response: Response) -> Response {
+    let status = response.status();
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     // Such bodies are short texts axum wrote; never read more than a few KiB of one.
     let text = match axum::body::to_bytes(response.into_body(), 4096).await {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
+
+use crate::app::App;
 
 /// The peer address of a connection, as handlers see it through `ConnectInfo`.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +49,7 @@ pub(crate) struct ConnectionLimits {
 /// most `drain` for the requests in flight.
 pub(crate) async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -95,7 +97,7 @@ pub(crate) async fn serve(
                 request
                     .extensions_mut()
                     .insert(ConnectInfo(ClientAddr(addr)));
-                request
+                request.map(Body::new)
             });
         let connection = builder
             .serve_connection(io, TowerToHyperService::new(service))

@@ -660,7 +660,12 @@ async fn health_metrics_and_unknown_routes() {
         "{text}"
     );
     assert!(text.contains("errorwatch_events_rejected_total{reason=\"missing_api_key\"} 1"));
-    assert!(text.contains("errorwatch_http_request_duration_seconds_count"));
+    // Five requests were answered before this one: each is timed.
+    let timed = text
+        .lines()
+        .find_map(|line| line.strip_prefix("errorwatch_http_request_duration_seconds_count "))
+        .and_then(|count| count.trim().parse::<u64>().ok());
+    assert!(timed.is_some_and(|n| n >= 5), "{timed:?}");
     assert!(text.contains("errorwatch_store_batch_duration_seconds_count 1"));
     assert!(text.contains("errorwatch_ingest_queue_depth"));
     assert!(!text.contains(&s.key), "no key in the metrics");

@@ -100,12 +100,53 @@ pub(crate) fn type_name(value: Option<&Value>) -> &'static str {
     }
 }
 
-/// `path.key`, or `key` at the root.
-pub(crate) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
+/// Where a field sits in the body (`frames.3.filename`), written out only when a detail
+/// needs it: a valid body, the common case, never pays for the paths of its fields.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    /// A path written whole (`request.url`); `""` is the body itself.
+    Whole(&'a str),
+    /// A field of the object at a path.
+    Key(&'a Path<'a>, &'a str),
+    /// An item of the array at a path.
+    Item(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    /// The path of field `key` of the object here.
+    pub(crate) fn key<'b>(&'b self, key: &'b str) -> Path<'b> {
+        Path::Key(self, key)
+    }
+
+    /// The path of item `index` of the array here.
+    pub(crate) fn item(&self, index: usize) -> Path<'_> {
+        Path::Item(self, index)
+    }
+
+    fn is_body(&self) -> bool {
+        matches!(self, Path::Whole(""))
+    }
+}
+
+impl<'a> From<&'a str> for Path<'a> {
+    fn from(path: &'a str) -> Path<'a> {
+        Path::Whole(path)
+    }
+}
+
+/// `parent.key`, or `key` at the body.
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (parent, last): (&Path<'_>, &dyn std::fmt::Display) = match self {
+            Path::Whole(path) => return f.write_str(path),
+            Path::Key(parent, key) => (parent, key),
+            Path::Item(parent, index) => (parent, index),
+        };
+        if parent.is_body() {
+            write!(f, "{last}")
+        } else {
+            write!(f, "{parent}.{last}")
+        }
     }
 }
 
@@ -117,10 +158,10 @@ impl Checker {
         }
     }
 
-    pub(crate) fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn fail<'p>(&mut self, path: impl Into<Path<'p>>, message: impl Into<String>) {
         if self.details.len() < MAX_DETAILS {
             self.details.push(Detail {
-                path: path.into(),
+                path: path.into().to_string(),
                 message: message.into(),
             });
         } else {
@@ -128,7 +169,13 @@ impl Checker {
         }
     }
 
-    pub(crate) fn expected(&mut self, path: &str, expected: &str, value: Option<&Value>) {
+    pub(crate) fn expected<'p>(
+        &mut self,
+        path: impl Into<Path<'p>>,
+        expected: &str,
+        value: Option<&Value>,
+    ) {
+        let path: Path<'p> = path.into();
         self.fail(
             path,
             format!(
@@ -162,12 +209,13 @@ impl Checker {
     }
 
     /// A string field: `Some` when present and valid.
-    pub(crate) fn string<'v>(
+    pub(crate) fn string<'p, 'v>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         rule: Str,
     ) -> Option<&'v str> {
+        let path: Path<'p> = path.into();
         match value {
             None => None,
             Some(Value::Null) if rule.nullable => None,
@@ -200,12 +248,13 @@ impl Checker {
     }
 
     /// A required string field.
-    pub(crate) fn required_string<'v>(
+    pub(crate) fn required_string<'p, 'v>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         rule: Str,
     ) -> Option<&'v str> {
+        let path: Path<'p> = path.into();
         if value.is_none() {
             self.expected(path, "string", None);
             return None;
@@ -214,12 +263,13 @@ impl Checker {
     }
 
     /// A number field (any finite number): `Some` when present and valid.
-    pub(crate) fn number(
+    pub(crate) fn number<'p>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&Value>,
         nullable: bool,
     ) -> Option<f64> {
+        let path: Path<'p> = path.into();
         match value {
             None => None,
             Some(Value::Null) if nullable => None,
@@ -232,7 +282,13 @@ impl Checker {
     }
 
     /// An integer field.
-    pub(crate) fn int(&mut self, path: &str, value: Option<&Value>, rule: Int) -> Option<i64> {
+    pub(crate) fn int<'p>(
+        &mut self,
+        path: impl Into<Path<'p>>,
+        value: Option<&Value>,
+        rule: Int,
+    ) -> Option<i64> {
+        let path: Path<'p> = path.into();
         let n = self.number(path, value, rule.nullable)?;
         if n.fract() != 0.0 || n.abs() > limits::MAX_SAFE_INTEGER {
             self.fail(path, "Invalid input: expected int, received number");
@@ -251,7 +307,12 @@ impl Checker {
     }
 
     /// A boolean field.
-    pub(crate) fn boolean(&mut self, path: &str, value: Option<&Value>) -> Option<bool> {
+    pub(crate) fn boolean<'p>(
+        &mut self,
+        path: impl Into<Path<'p>>,
+        value: Option<&Value>,
+    ) -> Option<bool> {
+        let path: Path<'p> = path.into();
         match value {
             None => None,
             Some(Value::Bool(flag)) => Some(*flag),
@@ -263,12 +324,13 @@ impl Checker {
     }
 
     /// One of `options`.
-    pub(crate) fn one_of<'v>(
+    pub(crate) fn one_of<'p, 'v>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         options: &[&str],
     ) -> Option<&'v str> {
+        let path: Path<'p> = path.into();
         match value {
             None => None,
             Some(Value::String(text)) if options.contains(&text.as_str()) => Some(text),
@@ -284,33 +346,36 @@ impl Checker {
     }
 
     /// An object field (`expected object` otherwise).
-    pub(crate) fn object<'v>(
+    pub(crate) fn object<'p, 'v>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
+        let path: Path<'p> = path.into();
         self.map_of("object", path, value, nullable)
     }
 
     /// A record field: an object whose values are anything (`expected record` otherwise).
-    pub(crate) fn record<'v>(
+    pub(crate) fn record<'p, 'v>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
+        let path: Path<'p> = path.into();
         self.map_of("record", path, value, nullable)
     }
 
     /// A JSON object, which the production schema calls `kind`.
-    fn map_of<'v>(
+    fn map_of<'p, 'v>(
         &mut self,
         kind: &str,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
+        let path: Path<'p> = path.into();
         match value {
             None => None,
             Some(Value::Null) if nullable => None,
@@ -323,35 +388,37 @@ impl Checker {
     }
 
     /// A record of strings: keys and values within their rules.
-    pub(crate) fn string_record(
+    pub(crate) fn string_record<'p>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&Value>,
         key_max: usize,
         value_rule: Str,
     ) {
+        let path: Path<'p> = path.into();
         let Some(map) = self.record(path, value, false) else {
             return;
         };
         for (key, item) in map {
-            let at = join(path, key);
+            let at = path.key(key);
             if js_len(key) > key_max {
-                self.fail(at.clone(), "Invalid key in record");
+                self.fail(at, "Invalid key in record");
             }
-            self.string(&at, Some(item), value_rule);
+            self.string(at, Some(item), value_rule);
         }
     }
 
     /// An array field: each item checked by `item`; the length bound only applies when every
     /// item passed (as the production schemas do).
-    pub(crate) fn array<'v>(
+    pub(crate) fn array<'p, 'v>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         value: Option<&'v Value>,
         max: usize,
         nullable: bool,
-        mut item: impl FnMut(&mut Checker, &str, &'v Value),
+        mut item: impl FnMut(&mut Checker, Path<'_>, &'v Value),
     ) -> Option<&'v [Value]> {
+        let path: Path<'p> = path.into();
         let items = match value {
             None => return None,
             Some(Value::Null) if nullable => return None,
@@ -363,7 +430,7 @@ impl Checker {
         };
         let before = self.error_count();
         for (i, element) in items.iter().enumerate() {
-            item(self, &join(path, &i.to_string()), element);
+            item(self, path.item(i), element);
         }
         if self.error_count() != before {
             return None;
@@ -426,20 +493,21 @@ impl Checker {
 
     /// A stack frame's common fields (`filename`, `function`, `lineno`, `colno`, `in_app`,
     /// `context_line`, `pre_context`, `post_context`) under the route's `rules`.
-    pub(crate) fn frame(
+    pub(crate) fn frame<'p>(
         &mut self,
-        path: &str,
+        path: impl Into<Path<'p>>,
         frame: &Map<String, Value>,
         rules: FrameRules,
     ) -> super::AcceptedFrame {
-        let filename_path = join(path, "filename");
+        let path: Path<'p> = path.into();
+        let filename_path = path.key("filename");
         let filename = if rules.filename_required {
-            self.required_string(&filename_path, frame.get("filename"), rules.filename)
+            self.required_string(filename_path, frame.get("filename"), rules.filename)
         } else {
-            self.string(&filename_path, frame.get("filename"), rules.filename)
+            self.string(filename_path, frame.get("filename"), rules.filename)
         };
         let function = self.string(
-            &join(path, "function"),
+            path.key("function"),
             frame.get("function"),
             Str::max(rules.function).or_null(),
         );
@@ -447,17 +515,17 @@ impl Checker {
             nullable: true,
             ..Int::default()
         };
-        let lineno = self.int(&join(path, "lineno"), frame.get("lineno"), int);
-        let colno = self.int(&join(path, "colno"), frame.get("colno"), int);
-        let in_app = self.boolean(&join(path, "in_app"), frame.get("in_app"));
+        let lineno = self.int(path.key("lineno"), frame.get("lineno"), int);
+        let colno = self.int(path.key("colno"), frame.get("colno"), int);
+        let in_app = self.boolean(path.key("in_app"), frame.get("in_app"));
         self.string(
-            &join(path, "context_line"),
+            path.key("context_line"),
             frame.get("context_line"),
             rules.context_line.or_null(),
         );
         for key in ["pre_context", "post_context"] {
             self.array(
-                &join(path, key),
+                path.key(key),
                 frame.get(key),
                 rules.context_lines,
                 true,
@@ -476,7 +544,8 @@ impl Checker {
     }
 
     /// A value that must be one of several shapes: one detail at `path` when it is none.
-    pub(crate) fn union_failed(&mut self, path: &str) {
+    pub(crate) fn union_failed<'p>(&mut self, path: impl Into<Path<'p>>) {
+        let path: Path<'p> = path.into();
         self.fail(path, "Invalid input");
     }
 }
@@ -522,3 +591,25 @@ fn parse_date(text: &str) -> Option<i64> {
 /// The detail of a number that is no date.
 pub(crate) const INVALID_DATE: &str =
     "Invalid date: a time JavaScript cannot represent (beyond ±8.64e15 ms)";
+
+#[cfg(test)]
+mod tests {
+    use super::Path;
+
+    #[test]
+    fn paths_are_written_as_production_places_them() {
+        let values = Path::from("exception.values");
+        let entry = values.item(2);
+        let frames = entry.key("stacktrace");
+        let frames = frames.key("frames");
+        let frame = frames.item(0);
+        assert_eq!(
+            frame.key("filename").to_string(),
+            "exception.values.2.stacktrace.frames.0.filename"
+        );
+        let body = Path::from("");
+        assert_eq!(body.key("message").to_string(), "message");
+        assert_eq!(body.item(3).to_string(), "3");
+        assert_eq!(body.to_string(), "");
+    }
+}

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::checker::{self, join, Checker, FrameRules, Int, Str, INVALID_DATE};
+use super::checker::{self, Checker, FrameRules, Int, Path, Str, INVALID_DATE};
 use super::{Accepted, AcceptedFrame, Detail, Kind};
 use crate::limits::{envelope as limit, event as event_limit};
 use crate::Level;
@@ -83,19 +83,19 @@ pub fn envelope(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
                     return;
                 };
                 let ty = c.string(
-                    &join(path, "type"),
+                    path.key("type"),
                     entry.get("type"),
                     Str::max(limit::EXCEPTION_TYPE),
                 );
                 let value = c.string(
-                    &join(path, "value"),
+                    path.key("value"),
                     entry.get("value"),
                     Str::max(limit::EXCEPTION_VALUE),
                 );
                 let mut frames = Vec::new();
-                let at = join(path, "stacktrace");
-                if let Some(stacktrace) = c.object(&at, entry.get("stacktrace"), false) {
-                    frames = frames_at(c, &join(&at, "frames"), stacktrace.get("frames"));
+                let at = path.key("stacktrace");
+                if let Some(stacktrace) = c.object(at, entry.get("stacktrace"), false) {
+                    frames = frames_at(c, at.key("frames"), stacktrace.get("frames"));
                 }
                 if first.is_none() {
                     first = Some((ty, value, frames));
@@ -108,7 +108,7 @@ pub fn envelope(body: &Value, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
         exception_value = value.or(first_value).map(str::to_owned);
         nested_frames = frames;
     }
-    let top_frames = frames_at(&mut c, "frames", body.get("frames"));
+    let top_frames = frames_at(&mut c, "frames".into(), body.get("frames"));
     let environment = c.string(
         "environment",
         body.get("environment"),
@@ -253,7 +253,7 @@ impl std::ops::Deref for EnvelopeFrame {
     }
 }
 
-fn frames_at(c: &mut Checker, path: &str, value: Option<&Value>) -> Vec<EnvelopeFrame> {
+fn frames_at(c: &mut Checker, path: Path<'_>, value: Option<&Value>) -> Vec<EnvelopeFrame> {
     let mut frames = Vec::new();
     c.array(path, value, limit::FRAMES, false, |c, at, item| {
         if let Some(frame) = c.object(at, Some(item), false) {
@@ -263,7 +263,7 @@ fn frames_at(c: &mut Checker, path: &str, value: Option<&Value>) -> Vec<Envelope
     frames
 }
 
-fn frame_at(c: &mut Checker, path: &str, frame: &Map<String, Value>) -> EnvelopeFrame {
+fn frame_at(c: &mut Checker, path: Path<'_>, frame: &Map<String, Value>) -> EnvelopeFrame {
     let text = Str::max(limit::FRAME_TEXT);
     let accepted = c.frame(
         path,
@@ -277,9 +277,9 @@ fn frame_at(c: &mut Checker, path: &str, frame: &Map<String, Value>) -> Envelope
             context_lines: limit::FRAME_CONTEXT_LINES,
         },
     );
-    let abs_path = c.string(&join(path, "abs_path"), frame.get("abs_path"), text);
+    let abs_path = c.string(path.key("abs_path"), frame.get("abs_path"), text);
     c.string(
-        &join(path, "module"),
+        path.key("module"),
         frame.get("module"),
         Str::max(limit::FRAME_FUNCTION),
     );

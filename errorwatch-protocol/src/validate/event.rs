@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::checker::{self, join, Checker, FrameRules, Int, Str, INVALID_DATE};
+use super::checker::{self, Checker, FrameRules, Int, Path, Str, INVALID_DATE};
 use super::{Accepted, AcceptedFrame, Detail, Kind};
 use crate::limits::event as limit;
 use crate::{stack, Level};
@@ -143,7 +143,7 @@ fn shared(c: &mut Checker, body: &Map<String, Value>, v2: bool, now_ms: i64) -> 
             now_ms
         }
     };
-    let crumb_rules: fn(&mut Checker, &str, &Value) =
+    let crumb_rules: fn(&mut Checker, Path<'_>, &Value) =
         if v2 { breadcrumb_v2 } else { breadcrumb_v1 };
     c.array(
         "breadcrumbs",
@@ -197,50 +197,49 @@ pub(crate) fn is_url(text: &str) -> bool {
     url::Url::parse(crate::text::js_trim(text)).is_ok()
 }
 
-fn breadcrumb_common(c: &mut Checker, path: &str, crumb: &Map<String, Value>) {
+fn breadcrumb_common(c: &mut Checker, path: Path<'_>, crumb: &Map<String, Value>) {
     c.string(
-        &join(path, "type"),
+        path.key("type"),
         crumb.get("type"),
         Str::max(limit::BREADCRUMB_TYPE),
     );
-    c.one_of(&join(path, "level"), crumb.get("level"), &BREADCRUMB_LEVELS);
+    c.one_of(path.key("level"), crumb.get("level"), &BREADCRUMB_LEVELS);
     c.string(
-        &join(path, "message"),
+        path.key("message"),
         crumb.get("message"),
         Str::max(limit::BREADCRUMB_MESSAGE),
     );
-    c.record(&join(path, "data"), crumb.get("data"), false);
+    c.record(path.key("data"), crumb.get("data"), false);
 }
 
-fn breadcrumb_v1(c: &mut Checker, path: &str, item: &Value) {
+fn breadcrumb_v1(c: &mut Checker, path: Path<'_>, item: &Value) {
     let Some(crumb) = c.object(path, Some(item), false) else {
         return;
     };
-    let at = join(path, "timestamp");
     match crumb.get("timestamp") {
         Some(Value::Number(_)) => {}
-        other => c.expected(&at, "number", other),
+        other => c.expected(path.key("timestamp"), "number", other),
     }
-    let category = join(path, "category");
+    let category = path.key("category");
     match crumb.get("category") {
         Some(value) => {
-            c.one_of(&category, Some(value), &limit::V1_CATEGORIES);
+            c.one_of(category, Some(value), &limit::V1_CATEGORIES);
         }
-        None => c.one_of_missing(&category, &limit::V1_CATEGORIES),
+        None => c.one_of_missing(category, &limit::V1_CATEGORIES),
     }
     breadcrumb_common(c, path, crumb);
 }
 
-fn breadcrumb_v2(c: &mut Checker, path: &str, item: &Value) {
+fn breadcrumb_v2(c: &mut Checker, path: Path<'_>, item: &Value) {
     let Some(crumb) = c.object(path, Some(item), false) else {
         return;
     };
     match crumb.get("timestamp") {
         None | Some(Value::Number(_) | Value::String(_)) => {}
-        Some(_) => c.union_failed(&join(path, "timestamp")),
+        Some(_) => c.union_failed(path.key("timestamp")),
     }
     c.string(
-        &join(path, "category"),
+        path.key("category"),
         crumb.get("category"),
         Str::max(limit::BREADCRUMB_CATEGORY),
     );
@@ -249,7 +248,7 @@ fn breadcrumb_v2(c: &mut Checker, path: &str, item: &Value) {
 
 impl Checker {
     /// A required enum that is absent.
-    fn one_of_missing(&mut self, path: &str, options: &[&str]) {
+    fn one_of_missing(&mut self, path: Path<'_>, options: &[&str]) {
         self.one_of(path, Some(&Value::Null), options);
     }
 }
@@ -439,7 +438,7 @@ fn v2(body: &Map<String, Value>, now_ms: i64) -> Result<Accepted, Vec<Detail>> {
     })
 }
 
-fn frame_v2(c: &mut Checker, path: &str, item: &Value) -> Option<AcceptedFrame> {
+fn frame_v2(c: &mut Checker, path: Path<'_>, item: &Value) -> Option<AcceptedFrame> {
     let frame = c.object(path, Some(item), false)?;
     Some(c.frame(
         path,
