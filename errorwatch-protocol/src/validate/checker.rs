@@ -352,7 +352,6 @@ impl Checker {
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
-        let path: Path<'p> = path.into();
         self.map_of("object", path, value, nullable)
     }
 
@@ -363,7 +362,6 @@ impl Checker {
         value: Option<&'v Value>,
         nullable: bool,
     ) -> Option<&'v Map<String, Value>> {
-        let path: Path<'p> = path.into();
         self.map_of("record", path, value, nullable)
     }
 

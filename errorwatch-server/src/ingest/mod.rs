@@ -144,7 +144,7 @@ async fn take(
     }
     if project.sample_rate < 1.0 && random_unit() >= project.sample_rate {
         state.metrics.rejected("sampled");
-        return Ok(accepted_answer(Answer::Known(SAMPLED_OUT)));
+        return Ok(accepted_answer(AcceptedBody::Known(SAMPLED_OUT)));
     }
     if let Some(used) = state
         .used_up
@@ -200,7 +200,7 @@ async fn take(
         Ok(Outcome::Stored) => {}
         Ok(Outcome::Duplicate) => {
             state.metrics.rejected("deduplicated");
-            return Ok(accepted_answer(Answer::Known(DEDUPLICATED)));
+            return Ok(accepted_answer(AcceptedBody::Known(DEDUPLICATED)));
         }
         Ok(Outcome::QuotaExceeded { quota, used }) => {
             state.used_up.remember(project.project_id, now, quota, used);
@@ -210,9 +210,9 @@ async fn take(
     }
     Ok(accepted_answer(match route {
         Route::Envelope => {
-            Answer::Built(json!({ "success": true, "queued": true, "event_id": event_id }))
+            AcceptedBody::Built(json!({ "success": true, "queued": true, "event_id": event_id }))
         }
-        _ => Answer::Known(QUEUED),
+        _ => AcceptedBody::Known(QUEUED),
     }))
 }
 
@@ -242,7 +242,7 @@ fn invalid(route: Route, details: Vec<validate::Detail>) -> Rejection {
 }
 
 /// The body of a 202.
-enum Answer {
+enum AcceptedBody {
     /// Written once, in the order `serde_json` writes keys.
     Known(&'static str),
     Built(Value),
@@ -252,9 +252,9 @@ const QUEUED: &str = r#"{"queued":true,"success":true}"#;
 const SAMPLED_OUT: &str = r#"{"sampled":false,"success":true}"#;
 const DEDUPLICATED: &str = r#"{"deduplicated":true,"success":true}"#;
 
-fn accepted_answer(body: Answer) -> Response {
+fn accepted_answer(body: AcceptedBody) -> Response {
     match body {
-        Answer::Known(text) => (
+        AcceptedBody::Known(text) => (
             StatusCode::ACCEPTED,
             [(
                 header::CONTENT_TYPE,
@@ -263,7 +263,7 @@ fn accepted_answer(body: Answer) -> Response {
             text,
         )
             .into_response(),
-        Answer::Built(value) => (StatusCode::ACCEPTED, Json(value)).into_response(),
+        AcceptedBody::Built(value) => (StatusCode::ACCEPTED, Json(value)).into_response(),
     }
 }
 
@@ -357,7 +357,7 @@ async fn store_log(
         .write_log(project_id, &entry, now)
         .await
         .map_err(store_failed)?;
-    Ok(accepted_answer(Answer::Known(SAMPLED_OUT)))
+    Ok(accepted_answer(AcceptedBody::Known(SAMPLED_OUT)))
 }
 
 /// `POST /api/v1/cron/checkin`: committed before the 200, answered with the check-in.
