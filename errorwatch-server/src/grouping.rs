@@ -9,6 +9,7 @@
 //!    the type is read from the message (`FooError:`) and depth and top frames come from the
 //!    stack text's first five `at f (file:line:col)` or `f@file:line:col` lines.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use errorwatch_protocol::validate::{Accepted, Kind};
@@ -39,11 +40,28 @@ static FIREFOX_FRAME: LazyLock<Regex> = LazyLock::new(|| regex(r"^(.+?)@(.+?):([
 /// Replaces the parts of an error message that vary between occurrences of one problem:
 /// hex addresses, UUIDs, whole numbers of 4 or more digits and quoted strings, in that order.
 pub fn clean_value(value: &str) -> String {
-    let value = HEX_ADDRESS.replace_all(value, "<addr>");
-    let value = UUID.replace_all(&value, "<uuid>");
-    let value = NUMBER.replace_all(&value, "<num>");
-    let value = QUOTED.replace_all(&value, "<str>");
-    SINGLE_QUOTED.replace_all(&value, "<str>").into_owned()
+    // A pattern that needs a literal the text lacks is not run: a search costs far more than a
+    // `contains`. Each test is made on the text as the replacements before left it.
+    let steps: [(&Regex, fn(&str) -> bool, &str); 5] = [
+        (
+            &HEX_ADDRESS,
+            |v| v.contains("0x") || v.contains("0X"),
+            "<addr>",
+        ),
+        (&UUID, |v| v.contains('-'), "<uuid>"),
+        (&NUMBER, |_| true, "<num>"),
+        (&QUOTED, |v| v.contains('"'), "<str>"),
+        (&SINGLE_QUOTED, |v| v.contains('\''), "<str>"),
+    ];
+    let mut value = value.to_owned();
+    for (pattern, may_match, replacement) in steps {
+        if may_match(&value) {
+            if let Cow::Owned(replaced) = pattern.replace_all(&value, replacement) {
+                value = replaced;
+            }
+        }
+    }
+    value
 }
 
 /// Which rule grouped an event, for the issue page's "why grouped like this".
@@ -60,7 +78,7 @@ pub enum Rule {
 /// The group key of an accepted event in `project_id`, and the rule that made it.
 pub fn fingerprint(project_id: i64, event: &Accepted) -> (String, Rule) {
     if let Some(fingerprint) = event.sdk_fingerprint.as_deref().filter(|f| !f.is_empty()) {
-        let key = hex_digest::<Sha1>(&format!("{project_id}|sdk|{fingerprint}"));
+        let key = hex_digest_of::<Sha1>(&[&project_id.to_string(), "sdk", fingerprint]);
         return (key, Rule::SdkFingerprint);
     }
     let typed = event.kind != Kind::V1
@@ -73,25 +91,28 @@ pub fn fingerprint(project_id: i64, event: &Accepted) -> (String, Rule) {
             .as_deref()
             .is_some_and(|v| !v.is_empty());
     if typed {
-        let frame = event.frames.iter().find(|f| f.in_app != Some(false));
-        let frame_key = frame.map_or_else(
-            || "unknown".to_owned(),
-            |f| {
-                let function = f.function.as_deref().filter(|s| !s.is_empty());
-                format!(
-                    "{}|{}",
-                    // JavaScript writes a missing file as `undefined`.
-                    f.filename.as_deref().unwrap_or("undefined"),
-                    function.unwrap_or("anonymous")
-                )
-            },
-        );
-        let key = hex_digest::<Sha256>(&format!(
-            "{project_id}|{}|{}|{frame_key}",
+        let project = project_id.to_string();
+        let cleaned = clean_value(event.exception_value.as_deref().unwrap_or_default());
+        let mut parts = vec![
+            project.as_str(),
             event.exception_type.as_deref().unwrap_or_default(),
-            clean_value(event.exception_value.as_deref().unwrap_or_default())
-        ));
-        return (key, Rule::Exception);
+            &cleaned,
+        ];
+        match event.frames.iter().find(|f| f.in_app != Some(false)) {
+            Some(frame) => {
+                // JavaScript writes a missing file as `undefined`.
+                parts.push(frame.filename.as_deref().unwrap_or("undefined"));
+                parts.push(
+                    frame
+                        .function
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or("anonymous"),
+                );
+            }
+            None => parts.push("unknown"),
+        }
+        return (hex_digest_of::<Sha256>(&parts), Rule::Exception);
     }
     let error_type = ERROR_TYPE
         .captures(&event.message)
@@ -176,9 +197,90 @@ fn hex_digest<D: Digest>(text: &str) -> String {
     hex::encode(D::digest(text.as_bytes()))
 }
 
+/// [`hex_digest`] of `parts` joined with `|`, without writing the joined text.
+fn hex_digest_of<D: Digest>(parts: &[&str]) -> String {
+    let mut digest = D::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            digest.update(b"|");
+        }
+        digest.update(part.as_bytes());
+    }
+    hex::encode(digest.finalize())
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// [`clean_value`] asking every pattern.
+    fn clean_value_each(value: &str) -> String {
+        let value = HEX_ADDRESS.replace_all(value, "<addr>");
+        let value = UUID.replace_all(&value, "<uuid>");
+        let value = NUMBER.replace_all(&value, "<num>");
+        let value = QUOTED.replace_all(&value, "<str>");
+        SINGLE_QUOTED.replace_all(&value, "<str>").into_owned()
+    }
+
+    #[test]
+    fn exception_groups_hash_the_documented_text() {
+        use errorwatch_protocol::validate;
+        use serde_json::json;
+
+        let cases = [
+            (
+                json!([{ "filename": "src/a.js", "function": "pay", "in_app": true }]),
+                "7|TypeError|order <num> failed|src/a.js|pay",
+            ),
+            (
+                json!([{ "filename": "src/a.js", "function": "", "in_app": true }]),
+                "7|TypeError|order <num> failed|src/a.js|anonymous",
+            ),
+            (
+                json!([{ "filename": "lib.js", "function": "f", "in_app": false }]),
+                "7|TypeError|order <num> failed|unknown",
+            ),
+            (json!([]), "7|TypeError|order <num> failed|unknown"),
+        ];
+        for (frames, text) in cases {
+            let body = json!({
+                "exception": { "type": "TypeError", "value": "order 12345 failed" },
+                "frames": frames,
+            });
+            let accepted = validate::event(&body, 0).expect("a valid event");
+            assert_eq!(
+                fingerprint(7, &accepted),
+                (hex_digest::<Sha256>(text), Rule::Exception),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn parts_are_digested_as_their_joined_text() {
+        for parts in [
+            &["1", "sdk", "a|b"][..],
+            &["", ""],
+            &["only"],
+            &["1", "T", "v", "f", "g"],
+        ] {
+            assert_eq!(
+                hex_digest_of::<Sha256>(parts),
+                hex_digest::<Sha256>(&parts.join("|"))
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn skipping_patterns_changes_nothing(
+            value in r#"([0-9a-fA-FxX '"_-]|0x1f|0X2E|12345|550e8400-e29b-41d4-a716-446655440000){0,12}"#
+        ) {
+            prop_assert_eq!(clean_value(&value), clean_value_each(&value));
+        }
+    }
 
     #[test]
     fn values_are_cleaned_in_order_on_ascii_word_boundaries() {
