@@ -42,26 +42,27 @@ static FIREFOX_FRAME: LazyLock<Regex> = LazyLock::new(|| regex(r"^(.+?)@(.+?):([
 pub fn clean_value(value: &str) -> String {
     // A pattern that needs a literal the text lacks is not run: a search costs far more than a
     // `contains`. Each test is made on the text as the replacements before left it.
-    let steps: [(&Regex, fn(&str) -> bool, &str); 5] = [
-        (
-            &HEX_ADDRESS,
-            |v| v.contains("0x") || v.contains("0X"),
-            "<addr>",
-        ),
-        (&UUID, |v| v.contains('-'), "<uuid>"),
-        (&NUMBER, |_| true, "<num>"),
-        (&QUOTED, |v| v.contains('"'), "<str>"),
-        (&SINGLE_QUOTED, |v| v.contains('\''), "<str>"),
-    ];
     let mut value = value.to_owned();
-    for (pattern, may_match, replacement) in steps {
-        if may_match(&value) {
-            if let Cow::Owned(replaced) = pattern.replace_all(&value, replacement) {
-                value = replaced;
-            }
-        }
+    if value.contains("0x") || value.contains("0X") {
+        replace_in(&mut value, &HEX_ADDRESS, "<addr>");
+    }
+    if value.contains('-') {
+        replace_in(&mut value, &UUID, "<uuid>");
+    }
+    replace_in(&mut value, &NUMBER, "<num>");
+    if value.contains('"') {
+        replace_in(&mut value, &QUOTED, "<str>");
+    }
+    if value.contains('\'') {
+        replace_in(&mut value, &SINGLE_QUOTED, "<str>");
     }
     value
+}
+
+fn replace_in(text: &mut String, pattern: &Regex, replacement: &str) {
+    if let Cow::Owned(replaced) = pattern.replace_all(text, replacement) {
+        *text = replaced;
+    }
 }
 
 /// Which rule grouped an event, for the issue page's "why grouped like this".
