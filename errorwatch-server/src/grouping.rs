@@ -59,7 +59,9 @@ pub fn clean_value(value: &str) -> String {
     value
 }
 
-fn replace_in(text: &mut String, pattern: &Regex, replacement: &str) {
+/// Replaces every match of `pattern` in `text`; a text without one is neither searched twice
+/// nor copied.
+pub(crate) fn replace_in(text: &mut String, pattern: &Regex, replacement: &str) {
     if let Cow::Owned(replaced) = pattern.replace_all(text, replacement) {
         *text = replaced;
     }

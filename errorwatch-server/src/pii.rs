@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
 
+use crate::grouping;
+
 /// Each pattern and what replaces it, applied in this order.
 const PATTERNS: [(&str, &str); 6] = [
     (r"[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}", "[email]"),
@@ -55,9 +57,7 @@ pub(crate) fn scrub(text: &str) -> String {
     }
     let mut result = text.to_owned();
     for (regex, (_, replacement)) in REGEXES.iter().zip(PATTERNS) {
-        if regex.is_match(&result) {
-            result = regex.replace_all(&result, replacement).into_owned();
-        }
+        grouping::replace_in(&mut result, regex, replacement);
     }
     result
 }
