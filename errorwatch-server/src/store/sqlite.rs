@@ -9,6 +9,7 @@
 //! whose transaction did not commit is closed rather than reused, so no half-finished
 //! transaction or write lock outlives the error that caused it.
 
+mod allocator;
 #[cfg(test)]
 mod testing;
 mod wal_writes;
@@ -61,6 +62,7 @@ static MEMORY_DATABASES: AtomicU64 = AtomicU64::new(0);
 
 impl SqliteStore {
     pub(super) async fn open(url: &str, options: &OpenOptions) -> Result<Self, StoreError> {
+        allocator::install();
         let bad = |reason: String| StoreError::BadUrl {
             url: url.to_owned(),
             reason,

@@ -364,6 +364,8 @@ mod tests {
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
+            // As the store does before it opens SQLite (see `allocator`).
+            super::super::allocator::install();
             let scratch = Scratch(ScratchDir::new(&format!("wal-writes-{name}")));
             let conn = Connection::open(scratch.db()).expect("created");
             conn.pragma_update(None, "journal_mode", "WAL")
