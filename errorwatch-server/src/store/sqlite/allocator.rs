@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_allocates_through_mimalloc() {
+    fn sqlite_allocates_through_mimalloc_without_counting() {
         // Every test of this crate that opens SQLite installs it first.
         assert!(
             install(),
@@ -111,6 +111,9 @@ mod tests {
                 usize::try_from(ffi::sqlite3_msize(p)).ok(),
                 Some(libmimalloc_sys::mi_usable_size(p))
             );
+            // Not counted, though it is held: no statistics, so no mutex around each
+            // allocation.
+            assert_eq!(ffi::sqlite3_memory_used(), 0);
             ffi::sqlite3_free(p);
         }
     }
