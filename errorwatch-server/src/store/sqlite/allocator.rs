@@ -34,10 +34,10 @@ pub(super) fn install() -> bool {
         };
         // SAFETY: `sqlite3_config` must not run while another thread uses SQLite. Every
         // connection of this crate is opened after `install`, which `OnceLock` runs to its end
-        // before any other caller returns; initialising right after leaves no moment in which
-        // a connection opened elsewhere could start SQLite half-configured. SQLite copies
-        // `methods` before `sqlite3_config` returns. Both calls return
-        // `SQLITE_MISUSE`, and change nothing, once SQLite has started.
+        // before any other caller returns, and SQLite is initialised right after, so that no
+        // connection opened elsewhere can start it half-configured. SQLite copies `methods`
+        // before `sqlite3_config` returns. Once SQLite has started, both calls return
+        // `SQLITE_MISUSE` and change nothing.
         unsafe {
             let memstatus = ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int);
             let malloc = ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &raw const methods);
