@@ -103,16 +103,27 @@ impl Server {
             },
         )
         .await?;
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+        // What can still fail closes the store before it says so: a process that stops here
+        // must not leave its database with the write-ahead log open behind it.
+        let bound = match TcpListener::bind(config.bind).await {
+            Ok(listener) => listener.local_addr().map(|addr| (listener, addr)),
+            Err(error) => Err(error),
+        };
+        let (listener, addr) = match bound {
+            Ok(bound) => bound,
+            Err(source) => {
+                store.close().await;
+                return Err(StartError::Bind {
+                    addr: config.bind,
+                    source,
+                });
+            }
+        };
+        let keys = keys::KeyCache::new(config.api_key_hash_secret.as_bytes());
+        if let Err(error) = keys.refresh(&store).await {
+            store.close().await;
+            return Err(error.into());
+        }
         let metrics = Arc::new(metrics::Metrics::default());
         let (writer, writing) = writer::Writer::start(
             store.clone(),
@@ -120,8 +131,6 @@ impl Server {
             config.queue_capacity,
             config.max_batch,
         );
-        let keys = keys::KeyCache::new(config.api_key_hash_secret.as_bytes());
-        keys.refresh(&store).await?;
         let limits = serve::ConnectionLimits {
             max_connections: config.max_connections,
             header_read_timeout: config.header_read_timeout,

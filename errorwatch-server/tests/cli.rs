@@ -101,8 +101,15 @@ fn bad_settings_stop_startup_with_one_line() {
         line.contains("cannot listen on") && line.contains(&address),
         "{line}"
     );
-
-    let _ = std::fs::remove_file(db.trim_start_matches("sqlite://"));
+    // The database it created was closed before the process stopped: no write-ahead log or
+    // shared-memory file was left behind.
+    let path = db.trim_start_matches("sqlite://");
+    for suffix in ["-wal", "-shm", ""] {
+        let file = format!("{path}{suffix}");
+        let left = std::path::Path::new(&file).exists();
+        let _ = std::fs::remove_file(&file);
+        assert!(!left || suffix.is_empty(), "{file} was left behind");
+    }
 }
 
 #[test]
