@@ -105,10 +105,10 @@ impl Server {
         .await?;
         // What can still fail closes the store before it says so: a process that stops here
         // must not leave its database with the write-ahead log open behind it.
-        let bound = match TcpListener::bind(config.bind).await {
-            Ok(listener) => listener.local_addr().map(|addr| (listener, addr)),
-            Err(error) => Err(error),
-        };
+        let bound = TcpListener::bind(config.bind).await.and_then(|listener| {
+            let addr = listener.local_addr()?;
+            Ok((listener, addr))
+        });
         let (listener, addr) = match bound {
             Ok(bound) => bound,
             Err(source) => {
