@@ -36,7 +36,7 @@ const SCENARIOS: &[(&str, &[Sdk])] = &[
     ("init", &[Sdk::Errorwatch, Sdk::Sentry]),
     ("message", &[Sdk::Errorwatch, Sdk::Sentry, Sdk::Floor]),
     ("error", &[Sdk::Errorwatch, Sdk::Sentry]),
-    ("error+stack", &[Sdk::Errorwatch, Sdk::Sentry]),
+    ("error+stack", &[Sdk::Errorwatch, Sdk::Sentry, Sdk::Floor]),
     ("breadcrumb", &[Sdk::Errorwatch, Sdk::Sentry, Sdk::Floor]),
     ("tracing error", &[Sdk::Errorwatch, Sdk::Sentry]),
     ("axum layer", &[Sdk::Errorwatch, Sdk::Sentry, Sdk::Floor]),
@@ -229,6 +229,25 @@ fn report(figures: &Figures<'_>) {
                 ratio,
                 cell(floor.get(metric)),
             );
+            if metric.starts_with("calls above") {
+                let with_one = |values: Option<&Vec<f64>>| match values {
+                    Some(values) => format!(
+                        "{} of {}",
+                        values.iter().filter(|&&calls| calls > 0.0).count(),
+                        values.len()
+                    ),
+                    None => "-".into(),
+                };
+                println!(
+                    "{:<17} {:<30} {:>26} {:>26} {:>10} {:>22}",
+                    scenario,
+                    "  processes with one",
+                    with_one(Some(values)),
+                    with_one(sentry.get(metric)),
+                    "",
+                    with_one(floor.get(metric)),
+                );
+            }
         }
     }
 }
