@@ -200,12 +200,34 @@ fn cell(values: Option<&Vec<f64>>) -> String {
     }
 }
 
+/// The processes (rounds) whose count is at least one: "k of n".
+fn rounds_with_one(values: Option<&Vec<f64>>) -> String {
+    match values {
+        Some(values) => format!(
+            "{} of {}",
+            values.iter().filter(|&&count| count > 0.0).count(),
+            values.len()
+        ),
+        None => "-".into(),
+    }
+}
+
+/// One line of the report, in its columns.
+fn row(scenario: &str, figure: &str, ours: &str, sentry: &str, ratio: &str, floor: &str) {
+    println!("{scenario:<17} {figure:<30} {ours:>26} {sentry:>26} {ratio:>10} {floor:>22}");
+}
+
 type Figures<'a> = BTreeMap<&'a str, BTreeMap<&'a str, BTreeMap<String, Vec<f64>>>>;
 
 fn report(figures: &Figures<'_>) {
-    println!(
-        "\n{:<17} {:<30} {:>26} {:>26} {:>10} {:>22}",
-        "scenario", "figure", "errorwatch", "sentry", "ours/sentry", "floor"
+    println!();
+    row(
+        "scenario",
+        "figure",
+        "errorwatch",
+        "sentry",
+        "ours/sentry",
+        "floor",
     );
     for &(scenario, _) in SCENARIOS {
         let Some(by_sdk) = figures.get(scenario) else {
@@ -220,32 +242,23 @@ fn report(figures: &Figures<'_>) {
                 (Some((a, _, _)), Some((b, _, _))) if b != 0.0 => format!("{:.2}", a / b),
                 _ => "-".into(),
             };
-            println!(
-                "{:<17} {:<30} {:>26} {:>26} {:>10} {:>22}",
+            row(
                 scenario,
                 metric,
-                cell(Some(values)),
-                cell(sentry.get(metric)),
-                ratio,
-                cell(floor.get(metric)),
+                &cell(Some(values)),
+                &cell(sentry.get(metric)),
+                &ratio,
+                &cell(floor.get(metric)),
             );
+            // A count that is usually 0: how many processes had any says more than its median.
             if metric.starts_with("calls above") {
-                let with_one = |values: Option<&Vec<f64>>| match values {
-                    Some(values) => format!(
-                        "{} of {}",
-                        values.iter().filter(|&&calls| calls > 0.0).count(),
-                        values.len()
-                    ),
-                    None => "-".into(),
-                };
-                println!(
-                    "{:<17} {:<30} {:>26} {:>26} {:>10} {:>22}",
+                row(
                     scenario,
                     "  processes with one",
-                    with_one(Some(values)),
-                    with_one(sentry.get(metric)),
+                    &rounds_with_one(Some(values)),
+                    &rounds_with_one(sentry.get(metric)),
                     "",
-                    with_one(floor.get(metric)),
+                    &rounds_with_one(floor.get(metric)),
                 );
             }
         }
