@@ -846,6 +846,28 @@ impl Store {
     }
 }
 
+/// How long [`close_pool`] waits for connections still in use.
+const POOL_CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Closes `pool` until no connection of it is left open (or [`POOL_CLOSE_LIMIT`] passes).
+///
+/// sqlx 0.8's `Pool::close` can return while a connection is still in use, or on its way back
+/// to the pool, and one that lands back after it is never closed (launchbadge/sqlx#3217, fixed
+/// upstream after 0.8.6). Such a connection stays open until the process exits: a SQLite
+/// database then keeps its write-ahead log beside it, never checkpointed, and a PostgreSQL
+/// session ends without its goodbye. Each further `close` closes what came back and waits for
+/// what is still out.
+async fn close_pool<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
+    let deadline = tokio::time::Instant::now() + POOL_CLOSE_LIMIT;
+    pool.close().await;
+    while pool.size() > 0 && tokio::time::Instant::now() < deadline {
+        // `close` returns at once while the count it waits on is off: let the connection's
+        // own task bring it back first.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        pool.close().await;
+    }
+}
+
 /// `url` with its password hidden (`postgres://user:[hidden]@host/db`), fit for logs and
 /// messages.
 ///

@@ -668,7 +668,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn close(&self) {
-        self.pool.close().await;
+        super::close_pool(&self.pool).await;
     }
 }
 

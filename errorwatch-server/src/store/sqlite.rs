@@ -786,7 +786,7 @@ impl SqliteStore {
     /// checkpoints the WAL).
     pub(super) async fn close(&self) {
         self.batches.close().await;
-        self.pool.close().await;
+        super::close_pool(&self.pool).await;
     }
 }
 
@@ -1028,4 +1028,51 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::ScratchDir;
+    use super::*;
+
+    /// Waits until `done` holds; panics after a few seconds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}: still not");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_store_leaves_no_write_ahead_log_behind() {
+        let scratch = ScratchDir::new("close");
+        let db = scratch.path().join("db.sqlite");
+        let options = OpenOptions {
+            create_if_missing: true,
+            ..OpenOptions::default()
+        };
+        let store = Arc::new(
+            SqliteStore::open(&format!("sqlite:{}", db.display()), &options)
+                .await
+                .expect("store"),
+        );
+        // One connection idle in the pool, another still in use as the store closes: sqlx's
+        // `Pool::close` alone returns without waiting for the second.
+        let idle = store.pool.acquire().await.expect("a connection");
+        let in_use = store.pool.acquire().await.expect("another");
+        drop(idle);
+        until("the first connection idle", || store.pool.num_idle() == 1).await;
+        let closing = tokio::spawn({
+            let store = store.clone();
+            async move { store.close().await }
+        });
+        until("the pool closed", || store.pool.is_closed()).await;
+        drop(in_use);
+        closing.await.expect("closed");
+        for suffix in ["-wal", "-shm"] {
+            let file = sidecar(&db, suffix);
+            assert!(!file.exists(), "{} was left behind", file.display());
+        }
+    }
 }
