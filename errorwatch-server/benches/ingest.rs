@@ -25,7 +25,10 @@
 //!
 //! With `ERRORWATCH_BASELINE_BIN=/path/to/an/other/errorwatch-server`, the SQLite runs
 //! alternate between that binary and this one, and the ratio of their medians is printed: how
-//! a change moved throughput, measured in one run on one machine.
+//! a change moved throughput, measured in one run on one machine. Which of the two goes first
+//! alternates too: with this build always second, the same binary against itself read 1.02
+//! to 1.04; alternating, 0.99 twice (8 runs). `ERRORWATCH_BENCH_RUNS` sets the number of runs
+//! (3 by default); an even number puts each binary first equally often.
 
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
@@ -182,8 +185,16 @@ fn main() {
         runtime.block_on(serve_child(&child));
         return;
     }
+    let runs = match std::env::var("ERRORWATCH_BENCH_RUNS") {
+        Ok(runs) => runs
+            .parse::<usize>()
+            .ok()
+            .filter(|&runs| runs > 0)
+            .expect("ERRORWATCH_BENCH_RUNS is a number of runs, 1 or more"),
+        Err(_) => RUNS,
+    };
     println!(
-        "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {RUNS} runs"
+        "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {runs} runs"
     );
     println!(
         "machine: {} logical cores",
@@ -207,7 +218,7 @@ fn main() {
     let mut on_postgres = [Vec::new(), Vec::new()];
     let only = std::env::var("ERRORWATCH_BENCH_ONLY").ok();
     let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
-    for _ in 0..RUNS {
+    for round in 0..runs {
         if wanted("floor") {
             floor.push(runtime.block_on(run(Target::Floor, &bodies)));
             floor_parsing.push(runtime.block_on(run(Target::FloorParsing, &bodies)));
@@ -215,11 +226,18 @@ fn main() {
         if wanted("memory") {
             memory.push(runtime.block_on(run(Target::Memory, &bodies)));
         }
-        if let Some(bin) = baseline_bin.as_deref().filter(|_| wanted("sqlite")) {
-            baseline.push(runtime.block_on(run(Target::Sqlite { bin }, &bodies)));
+        // The baseline first in even rounds, this build first in odd ones.
+        let mut order = [
+            (baseline_bin.as_deref(), &mut baseline),
+            (Some(BIN), &mut sqlite),
+        ];
+        if round % 2 == 1 {
+            order.reverse();
         }
-        if wanted("sqlite") {
-            sqlite.push(runtime.block_on(run(Target::Sqlite { bin: BIN }, &bodies)));
+        for (bin, results) in order {
+            if let Some(bin) = bin.filter(|_| wanted("sqlite")) {
+                results.push(runtime.block_on(run(Target::Sqlite { bin }, &bodies)));
+            }
         }
         if let Some(cluster) = cluster.as_ref().filter(|_| only.is_none()) {
             for (instances, results) in on_postgres.iter_mut().enumerate() {
