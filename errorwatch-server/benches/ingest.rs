@@ -14,7 +14,8 @@
 //!
 //! It prints the events acknowledged per second, the events found stored afterwards, the
 //! servers' peak memory, and each store's stored events/s as a ratio to the floor's
-//! acknowledged events/s. Three runs of each, interleaved; median with the spread.
+//! acknowledged events/s. Three runs of each, interleaved: each round rotates the order of the
+//! targets by one, so each goes first equally often. Median with the spread.
 //!
 //! PostgreSQL is the machine's own (`initdb`, `postgres`), started in a temporary directory;
 //! `ERRORWATCH_BENCH_STORES=sqlite` leaves it out. `ERRORWATCH_BENCH_ONLY=sqlite` (or `memory`,
@@ -173,6 +174,21 @@ enum Target<'a> {
     Postgres { url: &'a str, instances: usize },
 }
 
+/// One run of a round: a target, named apart from its arguments so that a round's order can be
+/// rotated before those exist.
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    Floor,
+    FloorParsing,
+    Memory,
+    /// The SQLite file, served by `ERRORWATCH_BASELINE_BIN`.
+    Baseline,
+    /// The SQLite file, served by this build.
+    Sqlite,
+    /// PostgreSQL behind this many servers (1 or 2).
+    Postgres(usize),
+}
+
 /// Set in the environment of this binary when it is started again as a target's process.
 const CHILD: &str = "ERRORWATCH_BENCH_CHILD";
 
@@ -218,36 +234,61 @@ fn main() {
     let mut on_postgres = [Vec::new(), Vec::new()];
     let only = std::env::var("ERRORWATCH_BENCH_ONLY").ok();
     let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    // Each round's runs, in a base order that every round rotates by one, so that each target
+    // goes first, second, ... equally often: a fixed order read the targets' positions (the
+    // machine warming, the page cache, a neighbour's load) as their speed.
+    let mut steps = Vec::new();
+    if wanted("floor") {
+        steps.extend([Step::Floor, Step::FloorParsing]);
+    }
+    if wanted("memory") {
+        steps.push(Step::Memory);
+    }
+    if wanted("sqlite") {
+        if baseline_bin.is_some() {
+            steps.push(Step::Baseline);
+        }
+        steps.push(Step::Sqlite);
+    }
+    if cluster.is_some() && only.is_none() {
+        steps.extend([Step::Postgres(1), Step::Postgres(2)]);
+    }
     for round in 0..runs {
-        if wanted("floor") {
-            floor.push(runtime.block_on(run(Target::Floor, &bodies)));
-            floor_parsing.push(runtime.block_on(run(Target::FloorParsing, &bodies)));
-        }
-        if wanted("memory") {
-            memory.push(runtime.block_on(run(Target::Memory, &bodies)));
-        }
-        // The baseline first in even rounds, this build first in odd ones.
-        let mut order = [
-            (baseline_bin.as_deref(), &mut baseline),
-            (Some(BIN), &mut sqlite),
-        ];
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for (bin, results) in order {
-            if let Some(bin) = bin.filter(|_| wanted("sqlite")) {
-                results.push(runtime.block_on(run(Target::Sqlite { bin }, &bodies)));
+        let mut order = steps.clone();
+        order.rotate_left(round % steps.len().max(1));
+        // The rotation alone would put the baseline before this build in most rounds: the
+        // baseline goes first in even rounds, this build in odd ones, wherever the two fall.
+        let base = order.iter().position(|step| *step == Step::Baseline);
+        let this = order.iter().position(|step| *step == Step::Sqlite);
+        if let (Some(base), Some(this)) = (base, this) {
+            if (base < this) != (round % 2 == 0) {
+                order.swap(base, this);
             }
         }
-        if let Some(cluster) = cluster.as_ref().filter(|_| only.is_none()) {
-            for (instances, results) in on_postgres.iter_mut().enumerate() {
-                let url = cluster.new_database_url();
-                let target = Target::Postgres {
-                    url: &url,
-                    instances: instances + 1,
-                };
-                results.push(runtime.block_on(run(target, &bodies)));
-            }
+        for step in order {
+            let url;
+            let (target, results) = match step {
+                Step::Floor => (Target::Floor, &mut floor),
+                Step::FloorParsing => (Target::FloorParsing, &mut floor_parsing),
+                Step::Memory => (Target::Memory, &mut memory),
+                Step::Baseline => match baseline_bin.as_deref() {
+                    Some(bin) => (Target::Sqlite { bin }, &mut baseline),
+                    None => continue,
+                },
+                Step::Sqlite => (Target::Sqlite { bin: BIN }, &mut sqlite),
+                Step::Postgres(instances) => {
+                    let Some(cluster) = cluster.as_ref() else {
+                        continue;
+                    };
+                    url = cluster.new_database_url();
+                    let target = Target::Postgres {
+                        url: &url,
+                        instances,
+                    };
+                    (target, &mut on_postgres[instances - 1])
+                }
+            };
+            results.push(runtime.block_on(run(target, &bodies)));
         }
     }
     if only.is_some() {
