@@ -174,19 +174,32 @@ enum Target<'a> {
     Postgres { url: &'a str, instances: usize },
 }
 
-/// One run of a round: a target, named apart from its arguments so that a round's order can be
-/// rotated before those exist.
-#[derive(Clone, Copy, PartialEq)]
-enum Step {
+/// One run of a round: a target, before what it needs fresh for each run (a database) exists.
+#[derive(Clone, Copy)]
+enum Step<'a> {
     Floor,
     FloorParsing,
     Memory,
-    /// The SQLite file, served by `ERRORWATCH_BASELINE_BIN`.
-    Baseline,
-    /// The SQLite file, served by this build.
-    Sqlite,
-    /// PostgreSQL behind this many servers (1 or 2).
-    Postgres(usize),
+    /// The SQLite file, served by `bin`: `ERRORWATCH_BASELINE_BIN` or this build.
+    Sqlite {
+        bin: &'a str,
+        baseline: bool,
+    },
+    /// A new database of `cluster`, behind `instances` servers (1 or 2).
+    Postgres {
+        cluster: &'a postgres::Cluster,
+        instances: usize,
+    },
+}
+
+impl Step<'_> {
+    /// For a SQLite run, whether the baseline serves it.
+    fn on_sqlite(&self) -> Option<bool> {
+        match self {
+            Step::Sqlite { baseline, .. } => Some(*baseline),
+            _ => None,
+        }
+    }
 }
 
 /// Set in the environment of this binary when it is started again as a target's process.
@@ -245,21 +258,29 @@ fn main() {
         steps.push(Step::Memory);
     }
     if wanted("sqlite") {
-        if baseline_bin.is_some() {
-            steps.push(Step::Baseline);
+        if let Some(bin) = baseline_bin.as_deref() {
+            steps.push(Step::Sqlite {
+                bin,
+                baseline: true,
+            });
         }
-        steps.push(Step::Sqlite);
+        steps.push(Step::Sqlite {
+            bin: BIN,
+            baseline: false,
+        });
     }
-    if cluster.is_some() && only.is_none() {
-        steps.extend([Step::Postgres(1), Step::Postgres(2)]);
+    if let Some(cluster) = cluster.as_ref().filter(|_| only.is_none()) {
+        steps.extend((1..=2).map(|instances| Step::Postgres { cluster, instances }));
     }
     for round in 0..runs {
         let mut order = steps.clone();
         order.rotate_left(round % steps.len().max(1));
         // The rotation alone would put the baseline before this build in most rounds: the
         // baseline goes first in even rounds, this build in odd ones, wherever the two fall.
-        let base = order.iter().position(|step| *step == Step::Baseline);
-        let this = order.iter().position(|step| *step == Step::Sqlite);
+        let base = order.iter().position(|step| step.on_sqlite() == Some(true));
+        let this = order
+            .iter()
+            .position(|step| step.on_sqlite() == Some(false));
         if let (Some(base), Some(this)) = (base, this) {
             if (base < this) != (round % 2 == 0) {
                 order.swap(base, this);
@@ -271,15 +292,12 @@ fn main() {
                 Step::Floor => (Target::Floor, &mut floor),
                 Step::FloorParsing => (Target::FloorParsing, &mut floor_parsing),
                 Step::Memory => (Target::Memory, &mut memory),
-                Step::Baseline => match baseline_bin.as_deref() {
-                    Some(bin) => (Target::Sqlite { bin }, &mut baseline),
-                    None => continue,
-                },
-                Step::Sqlite => (Target::Sqlite { bin: BIN }, &mut sqlite),
-                Step::Postgres(instances) => {
-                    let Some(cluster) = cluster.as_ref() else {
-                        continue;
-                    };
+                Step::Sqlite {
+                    bin,
+                    baseline: true,
+                } => (Target::Sqlite { bin }, &mut baseline),
+                Step::Sqlite { bin, .. } => (Target::Sqlite { bin }, &mut sqlite),
+                Step::Postgres { cluster, instances } => {
                     url = cluster.new_database_url();
                     let target = Target::Postgres {
                         url: &url,
