@@ -168,35 +168,21 @@ enum Target<'a> {
     FloorParsing,
     /// `errorwatch-server` on `sqlite::memory:`.
     Memory,
-    /// A binary of `errorwatch-server` on a fresh SQLite file.
-    Sqlite { bin: &'a str },
-    /// `errorwatch-server` on a fresh PostgreSQL database, behind `instances` servers.
-    Postgres { url: &'a str, instances: usize },
-}
-
-/// One run of a round: a target, before what it needs fresh for each run (a database) exists.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Floor,
-    FloorParsing,
-    Memory,
-    /// The SQLite file, served by `bin`: `ERRORWATCH_BASELINE_BIN` or this build.
-    Sqlite {
-        bin: &'a str,
-        baseline: bool,
-    },
-    /// A new database of `cluster`, behind `instances` servers (1 or 2).
+    /// A binary of `errorwatch-server` on a fresh SQLite file: `ERRORWATCH_BASELINE_BIN` when
+    /// `baseline`, else this build.
+    Sqlite { bin: &'a str, baseline: bool },
+    /// `errorwatch-server` on a fresh database of `cluster`, behind `instances` servers.
     Postgres {
         cluster: &'a postgres::Cluster,
         instances: usize,
     },
 }
 
-impl Step<'_> {
+impl Target<'_> {
     /// For a SQLite run, whether the baseline serves it.
     fn on_sqlite(&self) -> Option<bool> {
         match self {
-            Step::Sqlite { baseline, .. } => Some(*baseline),
+            Target::Sqlite { baseline, .. } => Some(*baseline),
             _ => None,
         }
     }
@@ -252,25 +238,25 @@ fn main() {
     // machine warming, the page cache, a neighbour's load) as their speed.
     let mut steps = Vec::new();
     if wanted("floor") {
-        steps.extend([Step::Floor, Step::FloorParsing]);
+        steps.extend([Target::Floor, Target::FloorParsing]);
     }
     if wanted("memory") {
-        steps.push(Step::Memory);
+        steps.push(Target::Memory);
     }
     if wanted("sqlite") {
         if let Some(bin) = baseline_bin.as_deref() {
-            steps.push(Step::Sqlite {
+            steps.push(Target::Sqlite {
                 bin,
                 baseline: true,
             });
         }
-        steps.push(Step::Sqlite {
+        steps.push(Target::Sqlite {
             bin: BIN,
             baseline: false,
         });
     }
     if let Some(cluster) = cluster.as_ref().filter(|_| only.is_none()) {
-        steps.extend((1..=2).map(|instances| Step::Postgres { cluster, instances }));
+        steps.extend((1..=2).map(|instances| Target::Postgres { cluster, instances }));
     }
     for round in 0..runs {
         let mut order = steps.clone();
@@ -286,25 +272,14 @@ fn main() {
                 order.swap(base, this);
             }
         }
-        for step in order {
-            let url;
-            let (target, results) = match step {
-                Step::Floor => (Target::Floor, &mut floor),
-                Step::FloorParsing => (Target::FloorParsing, &mut floor_parsing),
-                Step::Memory => (Target::Memory, &mut memory),
-                Step::Sqlite {
-                    bin,
-                    baseline: true,
-                } => (Target::Sqlite { bin }, &mut baseline),
-                Step::Sqlite { bin, .. } => (Target::Sqlite { bin }, &mut sqlite),
-                Step::Postgres { cluster, instances } => {
-                    url = cluster.new_database_url();
-                    let target = Target::Postgres {
-                        url: &url,
-                        instances,
-                    };
-                    (target, &mut on_postgres[instances - 1])
-                }
+        for target in order {
+            let results = match target {
+                Target::Floor => &mut floor,
+                Target::FloorParsing => &mut floor_parsing,
+                Target::Memory => &mut memory,
+                Target::Sqlite { baseline: true, .. } => &mut baseline,
+                Target::Sqlite { .. } => &mut sqlite,
+                Target::Postgres { instances, .. } => &mut on_postgres[instances - 1],
             };
             results.push(runtime.block_on(run(target, &bodies)));
         }
@@ -474,13 +449,15 @@ async fn run(target: Target<'_>, bodies: &[Vec<bytes::Bytes>]) -> Run {
         Target::Floor => (None, String::new(), 1, Some("floor")),
         Target::FloorParsing => (None, String::new(), 1, Some("parse")),
         Target::Memory => (None, "sqlite::memory:".to_owned(), 1, Some("memory")),
-        Target::Sqlite { bin } => (
+        Target::Sqlite { bin, .. } => (
             Some(bin),
             format!("sqlite://{}", dir.join("bench.db").display()),
             1,
             None,
         ),
-        Target::Postgres { url, instances } => (Some(BIN), url.to_owned(), instances, None),
+        Target::Postgres { cluster, instances } => {
+            (Some(BIN), cluster.new_database_url(), instances, None)
+        }
     };
     let this_binary = std::env::current_exe().expect("this binary");
     let command = |args: &[&str]| {
