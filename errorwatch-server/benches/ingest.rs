@@ -30,6 +30,11 @@
 //! alternates too: with this build always second, the same binary against itself read 1.02
 //! to 1.04; alternating, 0.99 twice (8 runs). `ERRORWATCH_BENCH_RUNS` sets the number of runs
 //! (3 by default); an even number puts each binary first equally often.
+//!
+//! The clients run on one thread per core; `ERRORWATCH_BENCH_CLIENT_THREADS=1` runs them on
+//! one, as `wrk -t1` would. The clients share the cores with the servers, and leaner clients
+//! raise the floor more than the stores: with one thread, the ratios in memory and on the file
+//! were lower (see the README).
 
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
@@ -191,25 +196,38 @@ impl Target<'_> {
 /// Set in the environment of this binary when it is started again as a target's process.
 const CHILD: &str = "ERRORWATCH_BENCH_CHILD";
 
+/// A count of 1 or more from the variable `name`, or `default` when it is unset.
+fn count_from_env(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(count) => count
+            .parse::<usize>()
+            .ok()
+            .filter(|&count| count > 0)
+            .unwrap_or_else(|| panic!("{name} is a number, 1 or more, not {count:?}")),
+        Err(_) => default,
+    }
+}
+
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     if let Ok(child) = std::env::var(CHILD) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(serve_child(&child));
         return;
     }
-    let runs = match std::env::var("ERRORWATCH_BENCH_RUNS") {
-        Ok(runs) => runs
-            .parse::<usize>()
-            .ok()
-            .filter(|&runs| runs > 0)
-            .expect("ERRORWATCH_BENCH_RUNS is a number of runs, 1 or more"),
-        Err(_) => RUNS,
-    };
+    // The ratios depend on it (see above), so the header line names it.
+    let client_threads = count_from_env(
+        "ERRORWATCH_BENCH_CLIENT_THREADS",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let runs = count_from_env("ERRORWATCH_BENCH_RUNS", RUNS);
     println!(
-        "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {runs} runs"
+        "errorwatch-server ingest benchmark: {CLIENTS} clients x {EVENTS_PER_CLIENT} distinct v2 events of one group, {runs} runs, clients on {client_threads} thread{}",
+        if client_threads == 1 { "" } else { "s" }
     );
     println!(
         "machine: {} logical cores",
