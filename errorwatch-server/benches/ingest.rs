@@ -32,9 +32,8 @@
 //! (3 by default); an even number puts each binary first equally often.
 //!
 //! The clients run on one thread per core; `ERRORWATCH_BENCH_CLIENT_THREADS=1` runs them on
-//! one, as `wrk -t1` would. The clients share the cores with the servers, and leaner clients
-//! raise the floor more than the stores: with one thread, the ratios in memory and on the file
-//! were lower (see the README).
+//! one, as `wrk -t1` would. The clients share the cores with the servers, so what they cost
+//! moves the ratios (the README gives runs of both).
 
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
