@@ -74,12 +74,16 @@ impl WriteLock {
             let mut holder = sqlx::PgConnection::connect(database_url)
                 .await
                 .expect("another connection");
-            // EXCLUSIVE lets readers through and stops every writer of these tables.
+            // EXCLUSIVE lets readers through and stops every writer of these tables. The
+            // tables are locked one by one, in the order a batch writes them (its groups, then
+            // its events): in the other order, a batch still being written when the lock is
+            // taken would hold the groups and wait for the events, and PostgreSQL would end
+            // the two of us as a deadlock.
             sqlx::query("BEGIN")
                 .execute(&mut holder)
                 .await
                 .expect("begin");
-            sqlx::query("LOCK TABLE events, groups IN EXCLUSIVE MODE")
+            sqlx::query("LOCK TABLE groups, events IN EXCLUSIVE MODE")
                 .execute(&mut holder)
                 .await
                 .expect("the write lock");
