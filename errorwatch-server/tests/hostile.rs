@@ -77,8 +77,8 @@ impl WriteLock {
             // EXCLUSIVE lets readers through and stops every writer of these tables. The
             // tables are locked one by one, in the order a batch writes them (its groups, then
             // its events): in the other order, a batch still being written when the lock is
-            // taken would hold the groups and wait for the events, and PostgreSQL would end
-            // the two of us as a deadlock.
+            // taken would hold the groups and wait for the events while we held the events and
+            // waited for the groups, and PostgreSQL would abort one of the two as deadlocked.
             sqlx::query("BEGIN")
                 .execute(&mut holder)
                 .await
